@@ -1,0 +1,5 @@
+"""Allows ``python -m eventd``."""
+
+from eventd.cli import main
+
+raise SystemExit(main())

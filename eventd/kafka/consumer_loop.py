@@ -1,0 +1,275 @@
+"""The consumer loop every consumer role runs: poll → transform → batch → write → commit.
+
+A role supplies a :class:`Sink`; the loop owns the Kafka consumer and guarantees:
+
+- offsets are committed only after ``Sink.write`` returned (the sink has the data);
+- a batch is flushed when it has ``max_items`` items or is ``max_age`` old — the age is
+  checked on every poll, so a quiet stream still flushes its tail;
+- a message the sink cannot transform goes to the dead-letter topic (acknowledged before
+  any commit past it) and the stream goes on, until the invalid share passes its limit;
+- ``Sink.write`` raising :class:`RetryableError` is retried with backoff while the
+  consumer stays in its group (partitions paused, ``poll`` still called); :class:`FatalSinkError`
+  stops the role and nothing is committed past the failed batch;
+- on a rebalance the uncommitted parts of revoked partitions are dropped: the sinks are
+  idempotent, so the partition's next owner redoes them from the committed position;
+- on start and on every assignment the sink chooses each partition's start (:class:`Start`):
+  its own stored offset, a forced first-batch boundary, and a warm-up read of recent
+  messages (to rebuild a dedup window) without writing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from eventd.errors import DecodeError, EventdError, InvalidEvent
+from eventd.kafka.batch import Batch, Message
+from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.metrics import BATCH_ROWS, EVENTS_IN, FLUSH_SECONDS, LAG, SINK_ERRORS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Committed = dict[TopicPartition, OffsetAndMetadata | None]
+
+
+class RetryableError(EventdError):
+    """The sink is unavailable for now (down, timed out); the same batch will be retried."""
+
+
+class FatalSinkError(EventdError):
+    """The sink refuses the data for a reason retrying cannot fix (missing column, wrong type)."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a newly assigned partition starts.
+
+    offset:  the first offset to process; None = Kafka's committed offset (or the earliest).
+    cut_at:  the first batch of this partition must end exactly at this offset (recovering a
+             batch whose boundaries were recorded before a crash, so the retry is identical).
+    warm:    read up to this many messages before ``offset`` into ``Sink.warm`` first.
+    """
+
+    offset: int | None = None
+    cut_at: int | None = None
+    warm: int = 0
+
+
+class Sink(Protocol[T]):
+    """What a consumer role plugs into the loop."""
+
+    def start(self, partitions: list[TopicPartition], committed: Committed) -> dict[TopicPartition, Start]:
+        """Called on every assignment, before any message of these partitions is read."""
+
+    def warm(self, msg: Message) -> None:
+        """A message before the start offset, read only to rebuild in-memory state."""
+
+    def transform(self, msg: Message) -> T | None:
+        """The item to write for ``msg``; None to skip it. Raises DecodeError/InvalidEvent to
+        dead-letter it. Must be deterministic: a replayed batch must give the same items."""
+
+    def write(self, batch: Batch[T], loop: "ConsumerLoop[T]") -> None:
+        """Make the batch durable in the sink. Returns only when it is; raises RetryableError
+        or FatalSinkError otherwise. ``loop.commit`` is available for two-phase recording."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    role: str
+    topics: list[str]
+    max_items: int
+    max_age: float
+    poll_timeout: float = 0.2
+    drain_timeout: float = 30.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 15.0
+    lag_interval: float = 10.0
+
+
+class ConsumerLoop(Generic[T]):
+    """Runs one sink over one consumer until ``stop`` is set. Not thread-safe: one thread."""
+
+    def __init__(self, settings: LoopSettings, consumer: KafkaConsumer, sink: Sink[T],
+                 dead_letter: DeadLetter, invalid: InvalidLimit) -> None:
+        self.s, self.consumer, self.sink = settings, consumer, sink
+        self.dead_letter, self.invalid = dead_letter, invalid
+        self.batch: Batch[T] = Batch()
+        self._warm_until: dict[TopicPartition, int] = {}
+        self._cut_at: dict[TopicPartition, int] = {}
+        self._retrying = False
+        self._last_lag = 0.0
+        self._stop = threading.Event()
+        self._held: Batch[T] = Batch()
+
+    # -- main loop ---------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then flush what is pending and close the consumer."""
+        self._stop = stop
+        self.consumer.subscribe(self.s.topics, listener=_Listener(self))
+        try:
+            while not stop.is_set():
+                self._poll_once()
+                if self.batch and (self.batch.items >= self.s.max_items or self.batch.age() >= self.s.max_age):
+                    self.flush()
+                self._report_lag()
+            if not self.flush(time.monotonic() + self.s.drain_timeout):
+                log.warning("stopped with an unwritten batch: it is redone from the committed offsets")
+        finally:
+            self.sink.close()
+            self.consumer.close(autocommit=False)
+
+    def _poll_once(self) -> None:
+        timeout = self.s.poll_timeout if not self.batch else max(0.0, min(self.s.poll_timeout,
+                                                                           self.s.max_age - self.batch.age()))
+        records = self.consumer.poll(timeout_ms=int(timeout * 1000))
+        for tp, msgs in records.items():
+            EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
+            for r in msgs:
+                self._handle(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
+
+    def _handle(self, msg: Message) -> None:
+        tp = msg.tp
+        if msg.offset < self._warm_until.get(tp, -1):
+            self.sink.warm(msg)
+            return
+        self.batch.add(tp, msg.offset, self._transform(msg))
+        cut = self._cut_at.get(tp)
+        if cut is not None and msg.offset >= cut:
+            del self._cut_at[tp]     # the recorded batch is complete again: write it now
+            self.flush()
+
+    def _transform(self, msg: Message) -> T | None:
+        try:
+            item = self.sink.transform(msg)
+        except (DecodeError, InvalidEvent) as exc:
+            self.dead_letter.send(msg.value, f"{type(exc).__name__}: {exc}", msg.topic, msg.partition,
+                                  msg.offset, msg.key)
+            self.invalid.record(True)
+            return None
+        self.invalid.record(False)
+        return item
+
+    # -- writing and committing --------------------------------------------------------
+    def flush(self, deadline: float | None = None) -> bool:
+        """Write the pending batch and commit; True when done (or nothing was pending).
+
+        Partitions still short of a recorded batch boundary (``Start.cut_at``) are held back.
+        Retries a RetryableError until it succeeds or, once the role is stopping, until
+        ``deadline`` (default: ``drain_timeout`` from now); then gives up with False and
+        commits nothing — the batch is redone from the committed offsets.
+        """
+        self.batch, self._held = self.batch.split(list(self._cut_at))
+        try:
+            return self._write_and_commit(deadline or time.monotonic() + self.s.drain_timeout)
+        finally:
+            self.batch, self._held = self._held, Batch()
+
+    def _write_and_commit(self, deadline: float) -> bool:
+        if not self.batch:
+            return True
+        self.dead_letter.flush()
+        started, backoff = time.monotonic(), self.s.backoff_initial
+        while self.batch:
+            try:
+                self.sink.write(self.batch, self)
+                break
+            except RetryableError as exc:
+                SINK_ERRORS.labels(self.s.role, type(self.sink).__name__).inc()
+                log.warning("sink unavailable, retrying in %.1fs: %s", backoff, exc)
+                if self._stop.is_set() and time.monotonic() >= deadline:
+                    return False
+                self._wait_in_group(backoff)
+                backoff = min(backoff * 2, self.s.backoff_max)
+        if self.batch:
+            FLUSH_SECONDS.labels(self.s.role).observe(time.monotonic() - started)
+            BATCH_ROWS.labels(self.s.role).observe(self.batch.items)
+            self._commit_batch(self.batch)
+        return True
+
+    def _commit_batch(self, batch: Batch[T]) -> None:
+        try:
+            self.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in batch.next_offsets().items()})
+        except CommitFailedError as exc:
+            # We were rebalanced away; the new owner redoes the batch and the sink deduplicates.
+            log.warning("commit refused after a rebalance; the partitions' new owner redoes them: %s", exc)
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit to Kafka synchronously (sinks use it to record a batch before writing it)."""
+        self.consumer.commit(offsets)
+
+    def _wait_in_group(self, seconds: float) -> None:
+        """Sleep ``seconds`` while still calling poll(), so the group does not evict us."""
+        self._retrying = True
+        self.consumer.pause(*self.consumer.assignment())
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                stray = self.consumer.poll(timeout_ms=int(min(0.5, end - time.monotonic()) * 1000) + 1)
+                for tp, msgs in stray.items():   # partitions assigned meanwhile: read them later
+                    self.consumer.seek(tp, msgs[0].offset)
+        finally:
+            self._retrying = False
+            self.consumer.resume(*self.consumer.assignment())
+
+    # -- assignment --------------------------------------------------------------------
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.batch.drop(list(revoked))
+        self._held.drop(list(revoked))
+        for tp in revoked:
+            self._warm_until.pop(tp, None)
+            self._cut_at.pop(tp, None)
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not assigned:
+            return
+        committed = {tp: self.consumer.committed(tp, metadata=True) for tp in assigned}
+        starts = self.sink.start(list(assigned), committed)
+        for tp in assigned:
+            self._position(tp, starts.get(tp, Start()), committed.get(tp))
+        if self._retrying:
+            self.consumer.pause(*assigned)
+
+    def _position(self, tp: TopicPartition, start: Start, committed: OffsetAndMetadata | None) -> None:
+        offset = start.offset if start.offset is not None else (committed.offset if committed else None)
+        if offset is None:
+            offset = self.consumer.beginning_offsets([tp])[tp]
+        if start.cut_at is not None:
+            self._cut_at[tp] = start.cut_at
+        if start.warm:
+            self._warm_until[tp] = offset
+        self.consumer.seek(tp, max(0, offset - start.warm))
+        log.info("partition %s/%d starts at %d%s", tp.topic, tp.partition, offset,
+                 f" (first batch ends at {start.cut_at})" if start.cut_at is not None else "")
+
+    def _report_lag(self) -> None:
+        if time.monotonic() - self._last_lag < self.s.lag_interval:
+            return
+        self._last_lag = time.monotonic()
+        for tp in self.consumer.assignment():
+            try:
+                high = self.consumer.highwater(tp)
+                if high is not None:
+                    LAG.labels(self.s.role, tp.topic, tp.partition).set(high - self.consumer.position(tp))
+            except KafkaError:
+                pass
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, loop: ConsumerLoop) -> None:  # type: ignore[type-arg]
+        self.loop = loop
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self.loop.on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.loop.on_assigned(list(assigned))

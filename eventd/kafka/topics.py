@@ -1,0 +1,53 @@
+"""Creating the topics the configuration needs (``eventd setup``). Idempotent."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from eventd.config import Config
+from eventd.event.schemas import GENERIC, SchemaStore
+from eventd.kafka.clients import new_admin
+
+log = logging.getLogger(__name__)
+
+
+def needed_topics(cfg: Config, store: SchemaStore) -> dict[str, int]:
+    """Topic name → partitions: every event type with a schema or a route, the generic topic,
+    the dead-letter topic and the control topic."""
+    t = cfg.kafka.topics
+    names = set(store.latest) | set(cfg.events.types)
+    topics = {cfg.events.route(n, t.prefix, t.partitions).topic: cfg.events.route(n, t.prefix, t.partitions).partitions
+              for n in names}
+    topics.setdefault(t.prefix + GENERIC, t.partitions)
+    topics[t.dead_letter] = 1
+    topics[t.control] = 1
+    return topics
+
+
+def ensure_topics(cfg: Config, store: SchemaStore) -> list[str]:
+    """Create the missing topics; returns the names created (empty on a second run)."""
+    admin = new_admin(cfg.kafka)
+    try:
+        existing = set(admin.list_topics())
+        wanted = needed_topics(cfg, store)
+        new = [NewTopic(name, n, cfg.kafka.topics.replication_factor)
+               for name, n in sorted(wanted.items()) if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:  # created concurrently by another `setup`
+                pass
+        return [t.name for t in new]
+    finally:
+        admin.close()
+
+
+def event_topics(cfg: Config, store: SchemaStore, types: tuple[str, ...] | None = None) -> list[str]:
+    """The event topics a consumer role reads: all of them, or those of ``types``."""
+    t = cfg.kafka.topics
+    names = types if types is not None else tuple(set(store.latest) | set(cfg.events.types))
+    return sorted({cfg.events.route(n, t.prefix, t.partitions).topic for n in names}
+                  | ({t.prefix + GENERIC} if types is None else set()))
