@@ -1,0 +1,1 @@
+"""Test-wide settings: unit tests never touch the network beyond loopback."""
