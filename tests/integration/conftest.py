@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import SERVICES, RoleProcess, TestEnv, port_open
+from harness import SERVICES, RoleProcess, TestEnv, _shared_lock, port_open
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,3 +37,11 @@ def processes() -> Iterator[list[RoleProcess]]:
     yield started
     for p in started:
         p.close()
+
+
+@pytest.fixture(autouse=True)
+def _services_shared() -> Iterator[None]:
+    """Hold the services lock shared for the test (see harness.ServiceFault)."""
+    _shared_lock.acquire()
+    yield
+    _shared_lock.release()

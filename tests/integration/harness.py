@@ -162,3 +162,55 @@ def consume_all(topics: Iterable[str], expected: int, timeout: float = 60.0) -> 
     finally:
         consumer.close()
     return out
+
+
+LOCK_PATH = "/tmp/eventd-services.lock"
+
+
+class ServiceFault:
+    """Held while a test stops or kills a shared service (``devstack kill kafka``).
+
+    Every integration test holds the lock shared; a fault test takes it exclusively, so it
+    never pulls a service from under another test running at the same time (several
+    developers' test runs share one devstack). The test must bring the service back
+    (``devstack("up", name)``) before leaving, and :meth:`__exit__` makes sure it does."""
+
+    def __init__(self, *services: str) -> None:
+        self.services = services
+
+    def __enter__(self) -> "ServiceFault":
+        import fcntl
+        _shared_lock.release()
+        self._fh = open(LOCK_PATH, "a")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+        try:
+            devstack("up", *self.services)
+        finally:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            _shared_lock.acquire()
+
+
+class _SharedLock:
+    def __init__(self) -> None:
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+        if self._fh is None:
+            self._fh = open(LOCK_PATH, "a")
+            fcntl.flock(self._fh, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        import fcntl
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+_shared_lock = _SharedLock()
