@@ -119,7 +119,7 @@ class ConsumerLoop(Generic[T]):
         try:
             while not stop.is_set():
                 self._poll_once()
-                if self.batch and (self.batch.items >= self.s.max_items or self.batch.age() >= self.s.max_age):
+                if self.batch and self.batch.age() >= self.s.max_age:
                     self.flush()
                 self._report_lag()
             if not self.flush(time.monotonic() + self.s.drain_timeout):
@@ -146,6 +146,8 @@ class ConsumerLoop(Generic[T]):
         cut = self._cut_at.get(tp)
         if cut is not None and msg.offset >= cut:
             del self._cut_at[tp]     # the recorded batch is complete again: write it now
+            self.flush()
+        elif self.batch.items >= self.s.max_items:
             self.flush()
 
     def _transform(self, msg: Message) -> T | None:
