@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from eventd.config.common import DeadLetterConfig, RoleCommon, resolve_path
 from eventd.config.reader import Section
-from eventd.config.units import choice, duration, host_port, nonempty_string, size
+from eventd.config.units import boolean, choice, duration, host_port, nonempty_string, size
+
+CODECS = ("null", "deflate", "snappy", "zstandard")
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,11 @@ class HdfsUploaderConfig:
     codec: str
     roll_size: int
     roll_age: float
+    block_size: int
+    verify_records: bool
     timeout: float
+    retry_backoff: float
+    retry_backoff_max: float
     group_id: str
     dead_letter: DeadLetterConfig
 
@@ -31,16 +37,39 @@ class HdfsUploaderConfig:
         dl = s.section("dead_letter")
         cfg = cls(role=RoleCommon.read(s), namenode_host=host, namenode_port=port,
                   user=s.get("user", nonempty_string, "eventd"),
-                  base_dir=s.get("base_dir", nonempty_string, "/eventd/events"),
+                  base_dir=s.get("base_dir", nonempty_string, "/eventd/events").rstrip("/") or "/",
                   staging_dir=resolve_path(s, s.get("staging_dir", nonempty_string, f"{state_dir}/hdfs/staging")),
                   staging_max_size=s.get("staging_max_size", size, "10GiB"),
-                  codec=s.get("codec", choice("null", "deflate", "snappy", "zstandard"), "deflate"),
+                  codec=s.get("codec", choice(*CODECS), "deflate"),
                   roll_size=s.get("roll_size", size, "128MiB"),
                   roll_age=s.get("roll_age", duration, "10m"),
+                  block_size=s.get("block_size", size, "256KiB"),
+                  verify_records=s.get("verify_records", boolean, True),
                   timeout=s.get("timeout", duration, "30s"),
+                  retry_backoff=s.get("retry_backoff", duration, "1s"),
+                  retry_backoff_max=s.get("retry_backoff_max", duration, "1m"),
                   group_id=s.get("group_id", nonempty_string, "eventd-hdfs"),
                   dead_letter=DeadLetterConfig.read(dl))
         dl.finish()
-        if not cfg.base_dir.startswith("/"):
-            raise s.error("base_dir", f"{cfg.base_dir!r} must be an absolute HDFS path")
+        _check(s, cfg)
         return cfg
+
+
+def _check(s: Section, cfg: HdfsUploaderConfig) -> None:
+    if not cfg.base_dir.startswith("/") or cfg.base_dir == "/":
+        raise s.error("base_dir", f"{cfg.base_dir!r} must be an absolute HDFS path below /")
+    if cfg.roll_size < 1024:
+        raise s.error("roll_size", "must be at least 1KiB")
+    if not 1024 <= cfg.block_size <= 64 << 20:
+        raise s.error("block_size", "must be between 1KiB and 64MiB")
+    if cfg.staging_max_size < cfg.block_size:
+        raise s.error("staging_max_size", "must be at least block_size")
+    if cfg.timeout < 0.1:
+        raise s.error("timeout", "must be at least 100ms")
+    if cfg.retry_backoff_max < cfg.retry_backoff:
+        raise s.error("retry_backoff_max", "must not be shorter than retry_backoff")
+    if cfg.codec == "snappy":
+        try:
+            import snappy  # noqa: F401  (python-snappy: the same module the official avro reader uses)
+        except ImportError:
+            raise s.error("codec", "snappy needs the python-snappy package (pip install python-snappy)") from None

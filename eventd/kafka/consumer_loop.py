@@ -14,7 +14,10 @@ A role supplies a :class:`Sink`; the loop owns the Kafka consumer and guarantees
   idempotent, so the partition's next owner redoes them from the committed position;
 - on start and on every assignment the sink chooses each partition's start (:class:`Start`):
   its own stored offset, a forced first-batch boundary, and a warm-up read of recent
-  messages (to rebuild a dedup window) without writing them.
+  messages (to rebuild a dedup window) without writing them;
+- a sink that stages data and makes it durable later (HDFS files) returns from ``write`` the
+  offsets durable so far instead of None, and may define ``tick`` (:class:`StagingSink`): the
+  loop calls it on every iteration and once more when stopping, and commits what it returns.
 """
 
 from __future__ import annotations
@@ -75,12 +78,24 @@ class Sink(Protocol[T]):
         """The item to write for ``msg``; None to skip it. Raises DecodeError/InvalidEvent to
         dead-letter it. Must be deterministic: a replayed batch must give the same items."""
 
-    def write(self, batch: Batch[T], loop: "ConsumerLoop[T]") -> None:
+    def write(self, batch: Batch[T], loop: "ConsumerLoop[T]") -> dict[TopicPartition, int] | None:
         """Make the batch durable in the sink. Returns only when it is; raises RetryableError
-        or FatalSinkError otherwise. ``loop.commit`` is available for two-phase recording."""
+        or FatalSinkError otherwise. ``loop.commit`` is available for two-phase recording.
+        Returns None (the loop commits the batch's end) or, for a sink that only stages data,
+        the next offsets durable so far, which the loop commits instead (possibly none)."""
 
     def close(self) -> None:
         """Release connections."""
+
+
+class StagingSink(Sink[T], Protocol[T]):
+    """A sink whose ``write`` may only stage data, made durable later in ``tick``."""
+
+    def tick(self, loop: "ConsumerLoop[T]", deadline: float | None) -> dict[TopicPartition, int] | None:
+        """Called on every loop iteration (``deadline`` None) and once after the final flush when
+        stopping (``deadline``: monotonic time by which to be done). Returns the next offsets that
+        became durable (the loop commits them), or None. Keep each call short while ``deadline``
+        is None: the loop polls Kafka between ticks."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +136,13 @@ class ConsumerLoop(Generic[T]):
                 self._poll_once()
                 if self.batch and self.batch.age() >= self.s.max_age:
                     self.flush()
+                self._tick(None)
                 self._report_lag()
-            if not self.flush(time.monotonic() + self.s.drain_timeout):
+            deadline = time.monotonic() + self.s.drain_timeout
+            if not self.flush(deadline):
                 log.warning("stopped with an unwritten batch: it is redone from the committed offsets")
+            else:
+                self._tick(deadline)
         finally:
             self.sink.close()
             self.consumer.close(autocommit=False)
@@ -181,9 +200,10 @@ class ConsumerLoop(Generic[T]):
             return True
         self.dead_letter.flush()
         started, backoff = time.monotonic(), self.s.backoff_initial
+        durable: dict[TopicPartition, int] | None = None
         while self.batch:
             try:
-                self.sink.write(self.batch, self)
+                durable = self.sink.write(self.batch, self)
                 break
             except RetryableError as exc:
                 SINK_ERRORS.labels(self.s.role, type(self.sink).__name__).inc()
@@ -195,12 +215,20 @@ class ConsumerLoop(Generic[T]):
         if self.batch:
             FLUSH_SECONDS.labels(self.s.role).observe(time.monotonic() - started)
             BATCH_ROWS.labels(self.s.role).observe(self.batch.items)
-            self._commit_batch(self.batch)
+            self._commit_offsets(self.batch.next_offsets() if durable is None else durable)
         return True
 
-    def _commit_batch(self, batch: Batch[T]) -> None:
+    def _tick(self, deadline: float | None) -> None:
+        """Let a :class:`StagingSink` make staged data durable; commit what it reports."""
+        tick = getattr(self.sink, "tick", None)
+        if tick is not None:
+            self._commit_offsets(tick(self, deadline) or {})
+
+    def _commit_offsets(self, next_offsets: dict[TopicPartition, int]) -> None:
+        if not next_offsets:
+            return
         try:
-            self.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in batch.next_offsets().items()})
+            self.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in next_offsets.items()})
         except CommitFailedError as exc:
             # We were rebalanced away; the new owner redoes the batch and the sink deduplicates.
             log.warning("commit refused after a rebalance; the partitions' new owner redoes them: %s", exc)

@@ -1,0 +1,7 @@
+"""``eventd replay``: legacy NDJSON event files into Kafka or straight into one sink, validated
+and wrapped exactly as the collector does, idempotently (see docs/roles/replay.md).
+
+Modules: ``command`` (CLI wiring, exit codes) → ``pipeline`` (per line: parse, reject, deliver,
+checkpoint) → ``sinks`` (one adapter per ``--to``); ``reader`` (plain/.gz/stdin lines),
+``ids`` (deterministic ids), ``ledger`` (resume points), ``rejects``, ``progress``, ``summary``.
+"""
