@@ -8,6 +8,7 @@ setup(
     description="Ad-platform event pipeline: collector, Kafka, ClickHouse statistics, MariaDB balances, HDFS archive",
     python_requires=">=3.11",
     packages=find_packages(include=["eventd", "eventd.*"]),
+    package_data={"eventd.status_page": ["static/*"]},   # the status page's HTML, JS and CSS
     install_requires=[
         # The user's choices.
         "kafka-python==3.0.12",

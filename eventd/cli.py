@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(config_path(args.config))
     except ConfigError as exc:
+        if args.command == "status":   # a refused reload must not blind the operator to the running daemon
+            from eventd.daemon.control import status_with_broken_config
+            return status_with_broken_config(config_path(args.config), exc, args.json)
         print(f"eventd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:

@@ -17,6 +17,7 @@ from eventd.config.collector import CollectorConfig
 from eventd.config.common import EventsConfig, KafkaConfig, MetricsConfig, NodeConfig
 from eventd.config.daemon import DaemonConfig
 from eventd.config.hdfs import HdfsUploaderConfig
+from eventd.config.monitor import MonitorConfig
 from eventd.config.reader import Section, load_yaml
 from eventd.config.secret import Secret
 from eventd.errors import ConfigError
@@ -36,6 +37,7 @@ class Config:
     clickhouse_loader: ClickHouseLoaderConfig
     balance_aggregator: BalanceAggregatorConfig
     hdfs_uploader: HdfsUploaderConfig
+    monitor: MonitorConfig
 
 
 def config_path(cli_value: str | None) -> str:
@@ -55,7 +57,8 @@ def load_config(path: str) -> Config:
                  collector=_read(root, "collector", lambda s: CollectorConfig.read(s, node.state_dir)),
                  clickhouse_loader=_read(root, "clickhouse_loader", ClickHouseLoaderConfig.read),
                  balance_aggregator=_read(root, "balance_aggregator", BalanceAggregatorConfig.read),
-                 hdfs_uploader=_read(root, "hdfs_uploader", lambda s: HdfsUploaderConfig.read(s, node.state_dir)))
+                 hdfs_uploader=_read(root, "hdfs_uploader", lambda s: HdfsUploaderConfig.read(s, node.state_dir)),
+                 monitor=_read(root, "monitor", lambda s: MonitorConfig.read(s, node.state_dir)))
     root.finish()
     _check_combinations(root, cfg)
     return cfg

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from eventd.config.common import DeadLetterConfig, RoleCommon, resolve_path
 from eventd.config.reader import Section
-from eventd.config.units import boolean, choice, duration, host_port, nonempty_string, size
+from eventd.config.units import boolean, choice, duration, host_port, integer, nonempty_string, size
 
 CODECS = ("null", "deflate", "snappy", "zstandard")
 
@@ -25,6 +25,7 @@ class HdfsUploaderConfig:
     roll_age: float
     block_size: int
     verify_records: bool
+    upload_parallelism: int
     timeout: float
     retry_backoff: float
     retry_backoff_max: float
@@ -45,6 +46,7 @@ class HdfsUploaderConfig:
                   roll_age=s.get("roll_age", duration, "10m"),
                   block_size=s.get("block_size", size, "256KiB"),
                   verify_records=s.get("verify_records", boolean, True),
+                  upload_parallelism=s.get("upload_parallelism", integer(1, 64), 4),
                   timeout=s.get("timeout", duration, "30s"),
                   retry_backoff=s.get("retry_backoff", duration, "1s"),
                   retry_backoff_max=s.get("retry_backoff_max", duration, "1m"),

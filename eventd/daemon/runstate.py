@@ -101,6 +101,8 @@ class DaemonState:
     pid: int
     started_at: float
     config_path: str
+    roles: list[str] = field(default_factory=list)            # enabled roles of the running config
+    metrics: dict[str, str] = field(default_factory=dict)     # "role-slot" → "host:port" of its endpoint
     reloaded_at: float | None = None
     reload_error: str | None = None   # the last reload was refused: why (the old config still runs)
     verdicts: dict[str, Verdict] = field(default_factory=dict)   # by "group:process"

@@ -125,6 +125,7 @@ class ConsumerLoop(Generic[T]):
         self._last_lag = 0.0
         self._stop = threading.Event()
         self._held: Batch[T] = Batch()
+        self._unstarted: set[TopicPartition] = set()   # assigned, paused until the sink chose their start
 
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -152,9 +153,12 @@ class ConsumerLoop(Generic[T]):
                                                                            self.s.max_age - self.batch.age()))
         records = self.consumer.poll(timeout_ms=int(timeout * 1000))
         for tp, msgs in records.items():
+            if tp in self._unstarted:    # read before its start was chosen: read again after the seek
+                continue
             EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
             for r in msgs:
                 self._handle(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
+        self._start_assigned()
 
     def _handle(self, msg: Message) -> None:
         tp = msg.tp
@@ -249,7 +253,7 @@ class ConsumerLoop(Generic[T]):
                     self.consumer.seek(tp, msgs[0].offset)
         finally:
             self._retrying = False
-            self.consumer.resume(*self.consumer.assignment())
+            self.consumer.resume(*(set(self.consumer.assignment()) - self._unstarted))
 
     # -- assignment --------------------------------------------------------------------
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -258,16 +262,28 @@ class ConsumerLoop(Generic[T]):
         for tp in revoked:
             self._warm_until.pop(tp, None)
             self._cut_at.pop(tp, None)
+            self._unstarted.discard(tp)
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Runs on kafka-python's IO thread, where blocking consumer calls (``committed``,
+        ``beginning_offsets``) raise and slow sink work would stall heartbeats: the partitions
+        are only paused here, and started by :meth:`_start_assigned` on the loop's thread."""
+        if not assigned:
+            return
+        self.consumer.pause(*assigned)
+        self._unstarted.update(assigned)
+
+    def _start_assigned(self) -> None:
+        """Ask the sink where the newly assigned partitions start, seek there, resume them."""
+        assigned = sorted(self._unstarted & set(self.consumer.assignment()))
+        self._unstarted.clear()
         if not assigned:
             return
         committed = {tp: self.consumer.committed(tp, metadata=True) for tp in assigned}
         starts = self.sink.start(list(assigned), committed)
         for tp in assigned:
             self._position(tp, starts.get(tp, Start()), committed.get(tp))
-        if self._retrying:
-            self.consumer.pause(*assigned)
+        self.consumer.resume(*assigned)
 
     def _position(self, tp: TopicPartition, start: Start, committed: OffsetAndMetadata | None) -> None:
         offset = start.offset if start.offset is not None else (committed.offset if committed else None)

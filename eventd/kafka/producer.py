@@ -28,14 +28,16 @@ class Producer:
         self._cond = threading.Condition()
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None,
-             on_done: Callable[[Exception | None], None] | None = None) -> FutureRecordMetadata:
-        """Queue one message. ``on_done(error)`` runs on the sender thread once Kafka has answered."""
+             on_done: Callable[[Exception | None], None] | None = None,
+             partition: int | None = None) -> FutureRecordMetadata:
+        """Queue one message. ``on_done(error)`` runs on the sender thread once Kafka has answered.
+        ``partition`` skips the partitioner (the caller computed it, e.g. with a cache)."""
         size = len(value) + (len(key) if key else 0)
         with self._cond:
             while self._in_flight and self._in_flight + size > self._cap:
                 self._cond.wait(1.0)
             self._in_flight += size
-        future = self._producer.send(topic, value=value, key=key, headers=headers)
+        future = self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
         future.add_both(lambda result: self._done(size, result, on_done))
         return future
 
@@ -49,6 +51,10 @@ class Producer:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued message is acknowledged (or failed); raises on timeout."""
         self._producer.flush(timeout=timeout)
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        """The topic's partition ids (waits for metadata up to the producer's max_block_ms)."""
+        return self._producer.partitions_for(topic)
 
     @property
     def in_flight_bytes(self) -> int:

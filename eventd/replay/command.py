@@ -82,7 +82,7 @@ def _run(cfg: Config, args: argparse.Namespace, stop: threading.Event, counts: C
     check_inputs(args.files)
     store = SchemaStore.load(cfg.events.schema_dir)
     parser = EventParser(store, cfg.events, cfg.kafka.topics.prefix, cfg.kafka.topics.partitions, cfg.node.host)
-    target = open_target(args.to, cfg, store, args.dry_run)
+    target = open_target(args.to, cfg, store, args.dry_run, stop)
     rejects = Rejects(args.rejects)
     progress = Progress()
     pipeline = Pipeline(parser, target, counts, rejects, progress, stop,
@@ -95,6 +95,7 @@ def _run(cfg: Config, args: argparse.Namespace, stop: threading.Event, counts: C
         _salvage(pipeline)
         raise
     finally:
+        counts.duplicates = target.already
         progress.finish()
         pipeline.close()
         rejects.close()

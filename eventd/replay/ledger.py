@@ -6,6 +6,9 @@ decompressed), so a file is recognised whatever its path or compression, and std
 Each line is a checkpoint ``v1 OFFSET LINE DIGEST``: the decompressed bytes ``[0, OFFSET)``
 (``LINE`` lines), whose BLAKE2b digest is ``DIGEST``, are all delivered or rejected.
 A checkpoint is written only after the destination has acknowledged every event before it.
+The first line, ``v1 received MS``, is the time the input was first replayed to the
+destination: every run gives its events that ``received`` time, so a block rebuilt after a
+crash is byte-identical to the one that may already be in the sink (ClickHouse drops it).
 
 A re-run reads the input again and holds the lines it parses (at most one checkpoint
 interval) until it reaches a recorded offset: if the digest of everything read so far
@@ -24,6 +27,7 @@ import bisect
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -45,19 +49,24 @@ def stream_key(head: bytes) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Everything before ``offset`` (``line`` lines, digest ``digest``) of ``ledger``'s input."""
+    """Everything before ``offset`` (``line`` lines, digest ``digest``) of ``ledger``'s input.
+    ``after`` is the line of the previous checkpoint: this one closes the block of lines
+    ``after + 1 .. line``."""
 
     ledger: "Ledger"
     offset: int
     line: int
     digest: str
+    after: int = 0
 
 
 class Ledger:
     """The recorded checkpoints of one input for one destination; holds its lock until closed."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, now_ms: int) -> None:
         self.path = path
+        self.received_ms: int | None = None
+        self._lock = threading.Lock()     # records come from the Kafka producer's thread too
         self._fh = open(path, "a+", encoding="ascii")
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,12 +78,15 @@ class Ledger:
         self._load()
         self._offsets = sorted(self._known)
         self._last_sync = time.monotonic()
+        if self.received_ms is None:
+            self.received_ms = now_ms
+            self._write(f"v1 received {now_ms}\n")
 
     @classmethod
-    def open(cls, directory: str, key: str) -> "Ledger":
+    def open(cls, directory: str, key: str, now_ms: int) -> "Ledger":
         try:
             os.makedirs(directory, exist_ok=True)
-            return cls(os.path.join(directory, key + ".ckpt"))
+            return cls(os.path.join(directory, key + ".ckpt"), now_ms)
         except OSError as exc:
             raise LedgerError(f"cannot keep resume points in {directory}: {exc.strerror}") from None
 
@@ -85,6 +97,8 @@ class Ledger:
             # A torn last line (power loss mid-write) is ignored: it only costs a resend.
             if len(parts) == 4 and parts[0] == "v1" and parts[1].isdigit() and len(parts[3]) == 32:
                 self._known.setdefault(int(parts[1]), set()).add(parts[3])
+            elif len(parts) == 3 and parts[:2] == ["v1", "received"] and parts[2].isdigit() and text.endswith("\n"):
+                self.received_ms = self.received_ms or int(parts[2])
 
     @property
     def empty(self) -> bool:
@@ -99,13 +113,17 @@ class Ledger:
         return digest in self._known.get(offset, ())
 
     def record(self, checkpoints: list[Checkpoint]) -> None:
-        """Append checkpoints (already acknowledged by the destination)."""
-        self._fh.write("".join(f"v1 {c.offset} {c.line} {c.digest}\n" for c in checkpoints))
+        """Append checkpoints (already durably taken by the destination). Thread-safe."""
+        with self._lock:
+            self._write("".join(f"v1 {c.offset} {c.line} {c.digest}\n" for c in checkpoints))
+            for c in checkpoints:
+                if c.offset not in self._known:
+                    bisect.insort(self._offsets, c.offset)
+                self._known.setdefault(c.offset, set()).add(c.digest)
+
+    def _write(self, text: str) -> None:
+        self._fh.write(text)
         self._fh.flush()
-        for c in checkpoints:
-            if c.offset not in self._known:
-                bisect.insort(self._offsets, c.offset)
-            self._known.setdefault(c.offset, set()).add(c.digest)
         if time.monotonic() - self._last_sync >= _FSYNC_INTERVAL:
             self._sync()
 
@@ -114,15 +132,17 @@ class Ledger:
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._sync()
-            self._fh.close()   # releases the lock
+        with self._lock:
+            if not self._fh.closed:
+                self._sync()
+                self._fh.close()   # releases the lock
 
 
 class Step(Enum):
     HOLD = "hold"            # still possibly a delivered prefix: keep the line's event
     DELIVERED = "delivered"  # everything held so far was delivered by an earlier run: drop it
-    NEW = "new"              # not a delivered prefix: deliver what is held, and the rest
+    NEW = "new"              # past everything delivered before: deliver what is held, and the rest
+    CHANGED = "changed"      # differs from content delivered before (an edited file): see pipeline
 
 
 class Resumer:
@@ -135,13 +155,13 @@ class Resumer:
 
     def step(self, offset: int, digest: Callable[[], str]) -> Step:
         """Called after each line with the reader's offset and prefix digest."""
-        if self._next is None or offset > self._next:
+        if self._next is None:
             self.active = False
             return Step.NEW
         if offset < self._next:
             return Step.HOLD
-        if self._ledger.matches(offset, digest()):
+        if offset == self._next and self._ledger.matches(offset, digest()):
             self._next = self._ledger.next_after(offset)
             return Step.DELIVERED
         self.active = False
-        return Step.NEW
+        return Step.CHANGED

@@ -1,11 +1,17 @@
 """Destinations of a replay, one adapter per ``--to`` target, behind one small contract.
 
-The pipeline calls :meth:`Target.add` for each valid event, :meth:`Target.mark` at each
-checkpoint (every event added before it is covered), and records in the ledger exactly the
-checkpoints :meth:`Target.completed` / :meth:`Target.finish` return: those whose events the
-destination has durably taken. An adapter raises :class:`ReplayFailed` when the destination
-fails; the checkpoints not yet returned are then simply not recorded, and a re-run resumes
-from the last recorded one.
+The pipeline calls :meth:`Target.begin` at each input, :meth:`Target.add` for each valid event
+(with its Avro single-object encoding — the bytes the collector would have sent — and its
+line number), :meth:`Target.warm` for events an earlier run already delivered, and
+:meth:`Target.mark` at each checkpoint (every event added before it is covered). The target
+calls ``on_durable`` with the checkpoints whose events the destination has durably taken, in
+any thread, and only those are appended to the ledger. A destination failure raises
+:class:`ReplayFailed` (from ``add``, ``mark``, ``check`` or ``finish``); checkpoints not yet
+reported are then not recorded, and a re-run resumes from the last recorded one.
+
+Two kinds: *streaming* (Kafka: events go out as they come, a checkpoint completes when every
+event before it is acknowledged) and *block* targets (the sinks of the consumer roles, fed
+one block per checkpoint; see :mod:`eventd.replay.direct`).
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ import hashlib
 import json
 import threading
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
 
 from eventd.config import Config
 from eventd.errors import EventdError
-from eventd.event.codec import encode
 from eventd.event.envelope import Event
 from eventd.event.schemas import SchemaStore
 from eventd.replay.ledger import Checkpoint
+
+OnDurable = Callable[[list[Checkpoint]], None]
 
 
 class ReplayFailed(EventdError):
@@ -31,12 +38,18 @@ class ReplayFailed(EventdError):
 class Target(Protocol):
     name: str
     key: str | None       # names the destination in the ledger; None: keep no resume points
-    duplicates: int       # events the destination itself found it already had
+    already: int          # events the destination itself found it already had
+    streaming: bool       # events go out as they come (a stop may mark mid-block)
+    block_lines: int      # a checkpoint every this many lines …
+    block_bytes: int      # … or this many input bytes
+    on_durable: OnDurable
 
-    def add(self, event: Event) -> None: ...
+    def begin(self, stream: str) -> None: ...
+    def add(self, event: Event, value: bytes, line: int) -> None: ...
+    def warm(self, event: Event, value: bytes, line: int) -> None: ...
     def mark(self, checkpoint: Checkpoint) -> None: ...
-    def completed(self) -> list[Checkpoint]: ...
-    def finish(self) -> list[Checkpoint]: ...
+    def check(self) -> None: ...
+    def finish(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -46,100 +59,52 @@ def destination_key(name: str, *identity: object) -> str:
     return f"{name}-{digest.hexdigest()}"
 
 
+def _ignore(checkpoints: list[Checkpoint]) -> None:
+    pass
+
+
 class DryRunTarget:
-    """``--dry-run``: encodes each event (so encoding problems show) and keeps nothing."""
+    """``--dry-run``: keeps nothing (events were validated and encoded by the pipeline)."""
 
-    name, key, duplicates = "dry-run", None, 0
+    name, key, already, streaming = "dry-run", None, 0, True
+    block_lines, block_bytes = 1 << 62, 1 << 62
+    on_durable: OnDurable = _ignore
 
-    def add(self, event: Event) -> None:
-        encode(event.schema, event.record)
+    def begin(self, stream: str) -> None:
+        pass
+
+    def add(self, event: Event, value: bytes, line: int) -> None:
+        pass
+
+    def warm(self, event: Event, value: bytes, line: int) -> None:
+        pass
 
     def mark(self, checkpoint: Checkpoint) -> None:
         pass
 
-    def completed(self) -> list[Checkpoint]:
-        return []
+    def check(self) -> None:
+        pass
 
-    def finish(self) -> list[Checkpoint]:
-        return []
+    def finish(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
 
 
 class _Batch:
-    """The events sent between two marks; complete when Kafka has answered for each."""
+    """The events sent between two marks; complete when Kafka has acknowledged each."""
 
-    __slots__ = ("sent", "answered", "checkpoint")
+    __slots__ = ("sent", "answered", "failed", "checkpoint")
 
     def __init__(self) -> None:
         self.sent = self.answered = 0
+        self.failed = False
         self.checkpoint: Checkpoint | None = None
 
-
-class KafkaTarget:
-    """``--to kafka``: each event as the collector sends it (same codec, topic, key, producer).
-
-    Sends are pipelined: a checkpoint completes when every event before it is acknowledged
-    (acks=all), so the ledger never claims more than Kafka holds.
-    """
-
-    name, duplicates = "kafka", 0
-
-    def __init__(self, cfg: Config, producer: "ProducerLike") -> None:
-        k = cfg.kafka
-        routes = sorted((t.name, t.topic) for t in cfg.events.types.values())
-        self.key = destination_key("kafka", sorted(k.bootstrap_servers), k.topics.prefix, routes)
-        self._producer = producer
-        self._lock = threading.Lock()
-        self._batches: deque[_Batch] = deque()
-        self._current = _Batch()
-        self._error: Exception | None = None
-
-    def add(self, event: Event) -> None:
-        if self._error is not None:
-            self._raise()
-        batch = self._current
-        batch.sent += 1
-        try:
-            self._producer.send(event.topic, encode(event.schema, event.record), event.key,
-                                on_done=lambda err: self._answered(batch, err))
-        except Exception as exc:  # kafka-python raises its own types synchronously (metadata timeout …)
-            raise ReplayFailed(f"kafka: cannot send to {event.topic}: {type(exc).__name__}: {exc}") from None
-
-    def _answered(self, batch: _Batch, err: Exception | None) -> None:
-        """On the producer's sender thread."""
-        with self._lock:
-            batch.answered += 1
-            if err is not None and self._error is None:
-                self._error = err
-
-    def mark(self, checkpoint: Checkpoint) -> None:
-        self._current.checkpoint = checkpoint
-        self._batches.append(self._current)
-        self._current = _Batch()
-
-    def completed(self) -> list[Checkpoint]:
-        if self._error is not None:
-            self._raise()
-        done = []
-        with self._lock:
-            while self._batches and self._batches[0].answered == self._batches[0].sent:
-                done.append(self._batches.popleft().checkpoint)
-        return [c for c in done if c is not None]
-
-    def finish(self) -> list[Checkpoint]:
-        try:
-            self._producer.flush()
-        except Exception as exc:
-            raise ReplayFailed(f"kafka: flush failed: {type(exc).__name__}: {exc}") from None
-        return self.completed()
-
-    def _raise(self) -> None:
-        raise ReplayFailed(f"kafka: a send failed: {type(self._error).__name__}: {self._error}")
-
-    def close(self) -> None:
-        self._producer.close()
+    @property
+    def complete(self) -> bool:
+        return self.checkpoint is not None and self.answered == self.sent and not self.failed
 
 
 class ProducerLike(Protocol):
@@ -147,6 +112,83 @@ class ProducerLike(Protocol):
              on_done: object = None) -> object: ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float = 10.0) -> None: ...
+
+
+class KafkaTarget:
+    """``--to kafka``: each event as the collector sends it (same codec, topic, key, producer).
+
+    Sends are pipelined. A checkpoint is reported from the producer's thread the moment every
+    event before it is acknowledged (acks=all), so after a kill -9 little is sent twice.
+    """
+
+    name, already, streaming = "kafka", 0, True
+    block_lines, block_bytes = 500, 1 << 20
+
+    def __init__(self, cfg: Config, producer: ProducerLike) -> None:
+        k = cfg.kafka
+        routes = sorted((t.name, t.topic) for t in cfg.events.types.values())
+        self.key = destination_key("kafka", sorted(k.bootstrap_servers), k.topics.prefix, routes)
+        self.on_durable: OnDurable = _ignore
+        self._producer = producer
+        self._lock = threading.Lock()
+        self._batches: deque[_Batch] = deque()
+        self._current = _Batch()
+        self._error: Exception | None = None
+
+    def begin(self, stream: str) -> None:
+        pass
+
+    def add(self, event: Event, value: bytes, line: int) -> None:
+        self.check()
+        batch = self._current
+        batch.sent += 1
+        try:
+            self._producer.send(event.topic, value, event.key, on_done=lambda err: self._answered(batch, err))
+        except Exception as exc:  # kafka-python raises its own types synchronously (metadata timeout …)
+            batch.failed = True
+            raise ReplayFailed(f"kafka: cannot send to {event.topic}: {type(exc).__name__}: {exc}") from None
+
+    def warm(self, event: Event, value: bytes, line: int) -> None:
+        pass
+
+    def _answered(self, batch: _Batch, err: Exception | None) -> None:
+        """On the producer's sender thread."""
+        with self._lock:
+            batch.answered += 1
+            if err is not None:
+                batch.failed = True
+                self._error = self._error or err
+            self._report()
+
+    def mark(self, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            self._current.checkpoint = checkpoint
+            self._batches.append(self._current)
+            self._current = _Batch()
+            self._report()
+        self.check()
+
+    def _report(self) -> None:
+        """Under the lock: hand on the checkpoints whose events, and all before, are acknowledged."""
+        done = []
+        while self._batches and self._batches[0].complete:
+            done.append(self._batches.popleft().checkpoint)
+        if done:
+            self.on_durable(done)   # type: ignore[arg-type]
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise ReplayFailed(f"kafka: a send failed: {type(self._error).__name__}: {self._error}")
+
+    def finish(self) -> None:
+        try:
+            self._producer.flush()
+        except Exception as exc:
+            raise ReplayFailed(f"kafka: flush failed: {type(exc).__name__}: {exc}") from None
+        self.check()
+
+    def close(self) -> None:
+        self._producer.close()
 
 
 def missing_topics(cfg: Config, store: SchemaStore) -> list[str]:
@@ -162,7 +204,7 @@ def missing_topics(cfg: Config, store: SchemaStore) -> list[str]:
     return sorted(t for t in needed_topics(cfg, store) if t not in existing and t not in special)
 
 
-def open_target(to: str, cfg: Config, store: SchemaStore, dry_run: bool) -> Target:
+def open_target(to: str, cfg: Config, store: SchemaStore, dry_run: bool, stop: threading.Event) -> Target:
     """The adapter for ``--to``; checks the destination is usable before any line is read."""
     if dry_run:
         return DryRunTarget()
@@ -172,4 +214,5 @@ def open_target(to: str, cfg: Config, store: SchemaStore, dry_run: bool) -> Targ
             raise ReplayFailed(f"kafka: topics missing: {', '.join(missing)} (create them with `eventd setup`)")
         from eventd.kafka.producer import Producer
         return KafkaTarget(cfg, Producer(cfg.kafka, "replay"))
-    raise ReplayFailed(f"--to {to} is not available yet")
+    from eventd.replay import direct
+    return direct.open_direct(to, cfg, store, stop)

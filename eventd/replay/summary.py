@@ -9,7 +9,8 @@ from eventd.errors import InvalidEvent
 
 # Reasons without a field, by the start of the parser's message → the summary's wording.
 _REASON_PREFIXES = (("not valid JSON", "not valid JSON"), ("invalid UTF-8", "invalid UTF-8"),
-                    ("expected a JSON object", "not a JSON object"), ("line of", "line too long"))
+                    ("expected a JSON object", "not a JSON object"), ("line of", "line too long"),
+                    ("cannot encode", "cannot encode"))
 
 
 def reason_key(exc: InvalidEvent) -> str:
@@ -29,7 +30,7 @@ class Counts:
     read: int = 0               # lines read, blank ones included
     accepted: int = 0           # valid events handed to the destination by this run
     delivered_before: int = 0   # valid events skipped: an earlier run's checkpoint covers them
-    duplicates: int = 0         # valid events the destination itself already had (by event id)
+    duplicates: int = 0         # of ``accepted``, those the destination found it already had
     blank: int = 0              # empty or whitespace-only lines, ignored
     rejected: Counter[str] = field(default_factory=Counter)
     files: int = 0
@@ -48,7 +49,8 @@ def render(counts: Counts, elapsed: float, target: str, dry_run: bool, outcome: 
     dest = "nowhere (dry run)" if dry_run else target
     lines = [f"replay {outcome}: {counts.files} input(s) → {dest}",
              f"  lines read:         {counts.read:>12,}",
-             f"  accepted:           {counts.accepted:>12,}" + ("  (validated only)" if dry_run else ""),
+             f"  accepted:           {counts.accepted - counts.duplicates:>12,}"
+             + ("  (validated only)" if dry_run else f"  (new in {target})"),
              f"  duplicates skipped: {counts.delivered_before + counts.duplicates:>12,}"
              f"  ({counts.delivered_before:,} delivered by an earlier run, "
              f"{counts.duplicates:,} already in {target})",

@@ -36,9 +36,11 @@ class Expected:
 
     events: int = 0
     ids: set[str] = field(default_factory=set)
+    order: list[str] = field(default_factory=list)            # ids in file order
     by_type: Counter[str] = field(default_factory=Counter)
     cost: Counter[int] = field(default_factory=Counter)       # micro-units by campaign
     revenue: Counter[int] = field(default_factory=Counter)    # micro-units by campaign
+    earned: Counter[int] = field(default_factory=Counter)     # revenue micro-units by publisher
     rejects: dict[int, str] = field(default_factory=dict)     # line number → reason key
     blank: int = 0
     lines: int = 0
@@ -73,14 +75,16 @@ def generate(path: str, n: int, seed: int = 1, bad_every: int = 97, with_id_ever
         for _ in range(repeat):
             lines.append(line)
             if "id" in obj:
-                exp.ids.add(obj["id"])
+                exp.order.append(obj["id"])
             else:
-                exp.ids.add(event_id(line, copies[line]))
+                exp.order.append(event_id(line, copies[line]))
                 copies[line] += 1
+            exp.ids.add(exp.order[-1])
             exp.events += 1
             exp.by_type[obj["type"]] += 1
             exp.cost[obj["campaign_id"]] += cost
             exp.revenue[obj["campaign_id"]] += revenue
+            exp.earned[obj["publisher_id"]] += revenue
         if i % bad_every == bad_every - 1:
             bad, reason = BAD_LINES[(i // bad_every) % len(BAD_LINES)]
             lines.append(bad)

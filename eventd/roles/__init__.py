@@ -14,6 +14,7 @@ ROLE_MODULES = {
     "clickhouse-loader": "eventd.roles.clickhouse_loader",
     "balance-aggregator": "eventd.roles.balance_aggregator",
     "hdfs-uploader": "eventd.roles.hdfs_uploader",
+    "monitor": "eventd.roles.monitor",
 }
 
 

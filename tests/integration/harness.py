@@ -95,7 +95,7 @@ class TestEnv:
                           "unix": {"path": str(self.tmp / "collector.sock")},
                           "unix_datagram": {"path": str(self.tmp / "collector.dgram")},
                           "queue": {"dir": str(self.tmp / "queue"), "segment_size": "1MiB", "max_size": "64MiB"}},
-            "clickhouse_loader": {"max_age": "500ms", "destinations": [
+            "clickhouse_loader": {"max_age": "500ms", "ddl_dir": str(REPO / "conf" / "clickhouse"), "destinations": [
                 {"name": "local", "hosts": ["127.0.0.1:9000"], "database": self.db,
                  "group_id": f"{self.id}-clickhouse-local"}]},
             "balance_aggregator": {"group_id": f"{self.id}-balances", "window": "300ms",

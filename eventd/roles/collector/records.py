@@ -54,27 +54,21 @@ def encode(seq: int, data: bytes) -> bytes:
     return head + s + data
 
 
-class Corrupt(Exception):
-    """Bytes at ``offset`` are not a valid record; ``reason`` says why."""
-
-    def __init__(self, offset: int, reason: str) -> None:
-        super().__init__(f"offset {offset}: {reason}")
-        self.offset, self.reason = offset, reason
-
-
 class Parser:
     """Turns buffers of record bytes into :class:`Record` objects; keeps topic strings interned."""
 
     def __init__(self) -> None:
         self._topics: dict[bytes, str] = {}
 
-    def parse(self, buf: bytes, start: int, base_offset: int = 0,
-              limit: int = 1 << 62) -> tuple[list[Record], int]:
-        """Records that lie whole in ``buf[start:]`` (at most ``limit``), and the offset after the last.
+    def parse(self, buf: bytes, start: int, expected_seq: int,
+              limit: int = 1 << 62) -> tuple[list[Record], int, str | None]:
+        """Records lying whole in ``buf[start:]`` (at most ``limit``), numbered from ``expected_seq``.
 
-        Stops at the first incomplete record (the caller reads more or, at a segment's final
-        end, reports a truncated tail). Raises :class:`Corrupt` at a record that fails its
-        length or checksum test; ``base_offset`` is added to offsets in the error.
+        Returns ``(records, end, problem)``: ``end`` is the offset after the last record returned;
+        ``problem`` is None when parsing stopped at the end of the buffer, an incomplete record
+        (the caller reads more or, at a segment's final end, has a truncated tail) or ``limit``,
+        and otherwise says why the bytes at ``end`` are not the next record (implausible length,
+        checksum mismatch, a seq out of order).
         """
         out: list[Record] = []
         pos, end = start, len(buf)
@@ -82,21 +76,31 @@ class Parser:
         while pos + HEADER_SIZE <= end and len(out) < limit:
             length, crc = unpack_head(buf, pos)
             if length < MIN_BODY or length > MAX_BODY:
-                raise Corrupt(base_offset + pos, f"implausible record length {length}")
+                return out, pos, f"implausible record length {length}"
             body_end = pos + HEADER_SIZE + length
             if body_end > end:
                 break
             body = buf[pos + HEADER_SIZE:body_end]
             if crc32c(body) != crc:
-                raise Corrupt(base_offset + pos, "checksum mismatch")
-            out.append(self._record(body, topics, unpack_seq))
+                return out, pos, "checksum mismatch"
+            (seq,) = unpack_seq(body, 0)
+            if seq != expected_seq:
+                return out, pos, f"record seq {seq} where {expected_seq} was expected"
+            out.append(self._record(seq, body, topics))
+            expected_seq += 1
             pos = body_end
-        return out, pos
+        return out, pos, None
 
-    def _record(self, body: bytes, topics: dict[bytes, str], unpack_seq) -> Record:  # type: ignore[no-untyped-def]
-        (seq,) = unpack_seq(body, 0)
-        tlen = body[8] | body[9] << 8
-        t_end = 10 + tlen
+    @staticmethod
+    def next_length(buf: bytes, pos: int) -> int | None:
+        """The whole size of the record starting at ``pos`` if its header is in ``buf``."""
+        if pos + HEADER_SIZE > len(buf):
+            return None
+        return HEADER_SIZE + HEADER.unpack_from(buf, pos)[0]
+
+    @staticmethod
+    def _record(seq: int, body: bytes, topics: dict[bytes, str]) -> Record:
+        t_end = 10 + (body[8] | body[9] << 8)
         raw_topic = body[10:t_end]
         topic = topics.get(raw_topic)
         if topic is None:

@@ -1,0 +1,118 @@
+"""From a Kafka message to a :class:`Charge`: the event's id, who pays, who earns, how much.
+
+Cost is charged to the campaign (its spent, its spend of the event's day) and to the
+campaign's advertiser account (the owner recorded in the campaigns table, not the event's
+``advertiser_id``, which is only used to create an unknown campaign when so configured).
+Revenue is credited to the publisher account. Money is integer micro-units throughout.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, time, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+import fastavro
+from fastavro import schemaless_reader
+
+from eventd.errors import DecodeError, InvalidEvent
+from eventd.event.codec import Decoder
+from eventd.event.schemas import SchemaEntry, SchemaStore
+from eventd.event.money import MAX_MICROS
+from eventd.kafka.batch import Message
+
+COST, REVENUE = "cost", "revenue"
+CAMPAIGN, ADVERTISER, PUBLISHER = "campaign_id", "advertiser_id", "publisher_id"
+
+
+class Charge(NamedTuple):
+    """One event as the balances see it. ``day`` is set when there is a cost."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    campaign: int | None
+    advertiser: int | None
+    publisher: int | None
+    cost: int
+    revenue: int
+    day: date | None
+    key: bytes | None
+    value: bytes
+
+
+class DayOf:
+    """Epoch milliseconds → the calendar day in a time zone, caching the current day's bounds
+    (events of one window nearly always fall on one day)."""
+
+    def __init__(self, zone: str) -> None:
+        self.tz = ZoneInfo(zone)
+        self._lo, self._hi, self._day = 0, 0, date.min
+
+    def __call__(self, ms: int) -> date:
+        if self._lo <= ms < self._hi:
+            return self._day
+        day = datetime.fromtimestamp(ms // 1000, self.tz).date()
+        lo, hi = self._bound(day), self._bound(day + timedelta(days=1))
+        # Where midnight does not exist (a DST jump at 00:00) the bounds may be off: don't cache.
+        if lo <= ms < hi and self.local_day(lo) == day and self.local_day(hi - 1) == day:
+            self._lo, self._hi, self._day = lo, hi, day
+        return day
+
+    def local_day(self, ms: int) -> date:
+        return datetime.fromtimestamp(ms // 1000, self.tz).date()
+
+    def _bound(self, day: date) -> int:
+        return int(datetime.combine(day, time(0), self.tz).timestamp()) * 1000
+
+    def today(self) -> date:
+        return datetime.now(self.tz).date()
+
+
+class ChargeReader:
+    """Decodes balance events with any schema version in the store. Deterministic: the same
+    message always gives the same charge or the same error."""
+
+    def __init__(self, store: SchemaStore, day_of: DayOf) -> None:
+        self._decoder = Decoder(store)
+        self._day_of = day_of
+        # fastavro re-parses an unhinted schema on every read; a hinted copy reads ~2.5x faster.
+        self._parsed: dict[bytes, Any] = {}
+
+    def read(self, msg: Message) -> Charge:
+        """The charge of ``msg``; raises DecodeError (unreadable) or InvalidEvent (money without
+        the campaign or account it belongs to, or out of range)."""
+        entry, body = self._decoder.split(msg.value)
+        record = self._decode(entry, body)
+        cost, revenue = _money(record, COST), _money(record, REVENUE)
+        campaign, publisher = record.get(CAMPAIGN), record.get(PUBLISHER)
+        if cost and campaign is None:
+            raise InvalidEvent(f"cost {cost} micro-units without a campaign", CAMPAIGN)
+        if revenue and publisher is None:
+            raise InvalidEvent(f"revenue {revenue} micro-units without a publisher account", PUBLISHER)
+        day = self._day_of(record["time"]) if cost else None
+        return Charge(msg.topic, msg.partition, msg.offset, record["id"], campaign, record.get(ADVERTISER),
+                      publisher, cost, revenue, day, msg.key, msg.value)
+
+    def _decode(self, entry: SchemaEntry, body: memoryview) -> dict[str, Any]:
+        schema = self._parsed.get(entry.fingerprint)
+        if schema is None:
+            schema = self._parsed[entry.fingerprint] = fastavro.parse_schema(entry.raw)
+        stream = io.BytesIO(body)
+        try:
+            record = schemaless_reader(stream, schema, None)
+        except Exception as exc:  # fastavro raises assorted types on corrupt input
+            raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: "
+                              f"{type(exc).__name__}: {exc}") from None
+        if stream.tell() != len(body):
+            raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
+        return record
+
+
+def _money(record: dict[str, Any], field: str) -> int:
+    value = record.get(field) or 0
+    if not 0 <= value <= MAX_MICROS:
+        raise InvalidEvent(f"money must be 0..{MAX_MICROS} micro-units, got {value}", field)
+    return value

@@ -1,0 +1,168 @@
+"""From one decoded event to one row of ``events_input``: the fixed envelope columns, the
+configured payload columns, the other fields as ``extra_keys``/``extra_values``, and the
+message's Kafka position.
+
+A row depends only on the message (never on the clock or on the process): a batch rebuilt
+after a crash is the identical block, which ClickHouse's block deduplication recognises.
+A value that does not fit its column raises :class:`InvalidEvent` (the event is dead-lettered).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from eventd.config.clickhouse import INTEGER_TYPES, ColumnMapping
+from eventd.config.common import EventsConfig
+from eventd.errors import CannotStart, InvalidEvent
+from eventd.event.money import format_micros, to_micros
+from eventd.event.schemas import SchemaEntry, SchemaStore
+from eventd.kafka.batch import Message
+
+Row = tuple[Any, ...]
+Convert = Callable[[Any, bool], Any]   # (value, came from the extra map as text) -> column value
+
+# (column, ClickHouse type), written exactly as system.columns reports them. No column
+# comments: 18.16 refuses a Replicated table with them ("structure in ZooKeeper is too different").
+ENVELOPE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "String"), ("type", "String"), ("time", "DateTime('UTC')"), ("time_ms", "UInt64"),
+    ("received_ms", "UInt64"), ("host", "String"), ("input", "String"), ("schema_version", "UInt32"))
+TAIL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("extra_keys", "Array(String)"), ("extra_values", "Array(String)"),
+    ("kafka_topic", "String"), ("kafka_partition", "UInt32"), ("kafka_offset", "UInt64"))
+
+
+
+def _int_range(typ: str) -> tuple[int, int]:
+    bits = int(typ.removeprefix("U").removeprefix("Int"))
+    return (0, 2 ** bits - 1) if typ.startswith("U") else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+
+
+_INT_RANGE = {t: _int_range(t) for t in INTEGER_TYPES}
+_DATETIME_MAX = 2 ** 32 - 1          # DateTime is UInt32 seconds: 1970-01-01 .. 2106-02-07
+_INTEGER_TEXT = re.compile(r"^\s*-?\d{1,20}\s*$")
+_JSON_BOOLEANS = {"true": 1, "false": 0}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one writer schema's records become rows (computed once per schema version)."""
+
+    sources: tuple[tuple[str, bool], ...]     # per configured column: (field, read from the extra map)
+    unmapped: tuple[tuple[str, bool], ...]    # payload fields without a column: (field, is money)
+
+
+class RowMapper:
+    """Builds rows for the configured columns; one instance per process, shared by destinations."""
+
+    def __init__(self, columns: tuple[ColumnMapping, ...]) -> None:
+        self.columns = columns
+        self._convert: tuple[Convert, ...] = tuple(_converter(c) for c in columns)
+        self._mapped_fields = frozenset(c.field for c in columns)
+        self._plans: dict[bytes, _Plan] = {}
+
+    @classmethod
+    def build(cls, columns: tuple[ColumnMapping, ...], store: SchemaStore, events: EventsConfig) -> "RowMapper":
+        """The mapper, after checking that no money field lands in a non-integer column."""
+        money = set(events.money_fields)
+        for entry in store.by_fingerprint.values():
+            money.update(entry.money_fields)
+        for c in columns:
+            if c.field in money and c.type not in INTEGER_TYPES:
+                raise CannotStart(f"clickhouse_loader.columns: {c.column} ({c.type}) is filled from money field "
+                                  f"{c.field!r}: money is integer micro-units, map it to Int64 or UInt64 with "
+                                  f"money: true")
+        return cls(columns)
+
+    def column_types(self) -> list[tuple[str, str]]:
+        """Every column of ``events_input`` in row order: (name, type)."""
+        return [*ENVELOPE_COLUMNS, *((c.column, c.type) for c in self.columns), *TAIL_COLUMNS]
+
+    def row(self, entry: SchemaEntry, record: dict[str, Any], msg: Message) -> Row:
+        """The row for ``record`` (written with ``entry``) read from ``msg``."""
+        plan = self._plans.get(entry.fingerprint) or self._plan(entry)
+        extra: dict[str, str] = record.get("extra") or {}
+        values = []
+        for (field, in_extra), convert in zip(plan.sources, self._convert):
+            values.append(convert(extra.get(field) if in_extra else record.get(field), in_extra))
+        keys, texts = _extras(record, extra, plan, self._mapped_fields)
+        return (record["id"], record["type"], _seconds(record["time"]), record["time"], record["received"],
+                record["host"], record["input"], record["schema_version"], *values, keys, texts,
+                msg.topic, msg.partition, msg.offset)
+
+    def _plan(self, entry: SchemaEntry) -> _Plan:
+        payload = {f.name: f for f in entry.payload}
+        plan = _Plan(sources=tuple((c.field, c.field not in payload) for c in self.columns),
+                     unmapped=tuple((f.name, f.money) for f in entry.payload if f.name not in self._mapped_fields))
+        self._plans[entry.fingerprint] = plan
+        return plan
+
+
+def _seconds(ms: int) -> int:
+    seconds = ms // 1000
+    if not 0 <= seconds <= _DATETIME_MAX:
+        raise InvalidEvent(f"{ms} ms is outside ClickHouse's DateTime range (1970-01-01 to 2106-02-07)", "time")
+    return seconds
+
+
+def _extras(record: dict[str, Any], extra: dict[str, str], plan: _Plan,
+            mapped: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Payload fields without a column, and the extra map minus what columns took; by name."""
+    fields = {k: v for k, v in extra.items() if k not in mapped}
+    for name, money in plan.unmapped:
+        value = record.get(name)
+        if value is not None:
+            fields[name] = format_micros(value) if money else _text(value)
+    keys = sorted(fields)
+    return keys, [fields[k] for k in keys]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _converter(c: ColumnMapping) -> Convert:
+    if c.type in INTEGER_TYPES:
+        return _integer(c)
+    if c.type.startswith("Float"):
+        return _float(c)
+    return lambda value, _in_extra: "" if value is None else _text(value)
+
+
+def _integer(c: ColumnMapping) -> Convert:
+    lo, hi = _INT_RANGE[c.type]
+
+    def convert(value: Any, in_extra: bool) -> int:
+        if value is None:
+            return 0
+        if in_extra and c.money:
+            number = to_micros(value, c.field)          # decimal text in units, like the JSON input
+        elif isinstance(value, int):                    # bool is an int: True -> 1
+            number = int(value)
+        elif isinstance(value, str) and _INTEGER_TEXT.match(value):
+            number = int(value)
+        elif in_extra and value in _JSON_BOOLEANS:      # the extra map holds JSON true/false as text
+            number = _JSON_BOOLEANS[value]
+        else:
+            raise InvalidEvent(f"{value!r} is not an integer (column {c.column} {c.type})"[:200], c.field)
+        if not lo <= number <= hi:
+            raise InvalidEvent(f"{number} is out of range of column {c.column} {c.type} ({lo}..{hi})", c.field)
+        return number
+    return convert
+
+
+def _float(c: ColumnMapping) -> Convert:
+    def convert(value: Any, _in_extra: bool) -> float:
+        if value is None:
+            return 0.0
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidEvent(f"{value!r} is not a number (column {c.column} {c.type})"[:200], c.field) from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise InvalidEvent(f"{value!r} is not a finite number (column {c.column})", c.field)
+        return number
+    return convert

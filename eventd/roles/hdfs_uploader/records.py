@@ -1,0 +1,131 @@
+"""From a Kafka message to the record body that goes into a container file, and where it goes.
+
+Messages are Avro single-object encoded (codec.py). A file holds records of one writer schema:
+the *latest* version of the message's schema family (its event type, or ``_generic``), so all
+files of a type written at one time share a schema, and a flush never needs two files for one
+(type, hour). Bodies already in that schema go into the file as they are (no re-encoding);
+bodies of an older version are resolved to the latest (Avro schema resolution: new fields take
+their defaults) and re-encoded — which happens only while producers roll out a new version.
+
+With ``verify_records`` (the default) every body is decoded once before it is archived: a
+corrupt body would make the rest of its file unreadable, so it goes to the dead-letter topic
+instead. Without it only the header, fingerprint and envelope prefix (id, type, time) are
+checked, about twice as fast; use it only when every producer is eventd itself.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import fastavro
+from fastavro import schemaless_reader, schemaless_writer
+
+from eventd.errors import DecodeError
+from eventd.event.codec import Decoder
+from eventd.event.schemas import GENERIC, SchemaEntry, SchemaStore
+from eventd.kafka.batch import Message
+from eventd.roles.hdfs_uploader.layout import TYPE_RE, GroupKey, hour_of
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record to archive: its offset, its file's (type, hour), the file's schema, the body."""
+
+    offset: int
+    key: GroupKey
+    schema: SchemaEntry
+    body: bytes
+
+
+class RecordReader:
+    """Turns messages into :class:`Record`; raises :class:`DecodeError` saying why it cannot.
+
+    ``topic_of(family)`` is the topic a schema family is routed to: a record found on another
+    topic is refused, so one topic never mixes two families' records of one event type (which
+    would need two files of one name)."""
+
+    def __init__(self, store: SchemaStore, verify: bool, topic_of: Callable[[str], str]) -> None:
+        self.store, self.verify, self.topic_of = store, verify, topic_of
+        self._decoder = Decoder(store)
+        # Parsed once with fastavro's own hint: the store's copies are re-parsed on every call.
+        self._parsed: dict[bytes, Any] = {e.fingerprint: fastavro.parse_schema(e.raw)
+                                          for e in store.by_fingerprint.values()}
+
+    def read(self, msg: Message) -> Record:
+        entry, view = self._decoder.split(msg.value)
+        if self.topic_of(entry.type) != msg.topic:
+            raise DecodeError(f"a record of the {entry.type} schema on topic {msg.topic}, "
+                              f"where that schema's records go to {self.topic_of(entry.type)}")
+        target = self.store.latest[entry.type]
+        body = bytes(view)
+        if entry is not target:
+            record = self._decode(entry, body, target)
+            body = self._encode(target, record)
+            event_type, time_ms = record["type"], record["time"]
+        elif self.verify:
+            record = self._decode(entry, body)
+            event_type, time_ms = record["type"], record["time"]
+        else:
+            event_type, time_ms = read_envelope(body)
+        return Record(msg.offset, self._key(entry, event_type, time_ms), target, body)
+
+    def _key(self, entry: SchemaEntry, event_type: str, time_ms: int) -> GroupKey:
+        if not TYPE_RE.match(event_type):
+            raise DecodeError(f"event type {event_type[:80]!r} is not a valid type name")
+        if entry.type != GENERIC and event_type != entry.type:
+            raise DecodeError(f"event type {event_type!r} in a record of the {entry.type} schema")
+        try:
+            return GroupKey(event_type, hour_of(time_ms))
+        except ValueError as exc:
+            raise DecodeError(str(exc)) from None
+
+    def _decode(self, entry: SchemaEntry, body: bytes, reader: SchemaEntry | None = None) -> dict[str, Any]:
+        stream = io.BytesIO(body)
+        try:
+            record = schemaless_reader(stream, self._parsed[entry.fingerprint],
+                                       self._parsed[reader.fingerprint] if reader else None)
+        except Exception as exc:   # fastavro raises assorted types on corrupt input
+            what = f"{entry.type} v{entry.version}" + (f" as v{reader.version}" if reader else "")
+            raise DecodeError(f"corrupt or unresolvable Avro body for {what}: {type(exc).__name__}: {exc}") from None
+        if stream.tell() != len(body):
+            raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
+        return record
+
+    def _encode(self, target: SchemaEntry, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        schemaless_writer(buf, self._parsed[target.fingerprint], record)
+        return buf.getvalue()
+
+
+def read_envelope(body: bytes) -> tuple[str, int]:
+    """(type, time) from the envelope prefix — id (string), type (string), time (long) — without
+    decoding the rest; :class:`DecodeError` if the prefix is malformed."""
+    pos, _ = _skip_string(body, 0)
+    pos, raw_type = _skip_string(body, pos)
+    _, time_ms = _long(body, pos)
+    try:
+        return raw_type.decode("ascii"), time_ms
+    except UnicodeDecodeError:
+        raise DecodeError("event type is not ASCII") from None
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise DecodeError("truncated or overlong Avro long in the envelope")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return pos, (n >> 1) ^ -(n & 1)
+
+
+def _skip_string(data: bytes, pos: int) -> tuple[int, bytes]:
+    pos, size = _long(data, pos)
+    if size < 0 or pos + size > len(data):
+        raise DecodeError("truncated Avro string in the envelope")
+    return pos + size, data[pos:pos + size]

@@ -1,0 +1,82 @@
+"""From a Kafka message to a charge: decoding, what is refused and why, and the day of an
+event in the configured time zone."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from eventd.errors import DecodeError, InvalidEvent
+from eventd.event.codec import encode
+from eventd.event.schemas import SchemaStore
+from eventd.kafka.batch import Message
+from eventd.roles.balance_aggregator.events import ChargeReader, DayOf
+
+STORE = SchemaStore.load(str(Path(__file__).resolve().parents[2] / "conf" / "schemas"))
+T = 1_780_000_000_000     # 2026-05-28T20:26:40Z
+
+
+def message(etype: str = "impression", offset: int = 7, **payload: object) -> Message:
+    record = {"id": "ev-1", "type": etype, "time": T, "received": T, "host": "h", "input": "http",
+              "schema_version": 1, "extra": {}, **payload}
+    return Message("t", 2, offset, b"k", encode(STORE.writer(etype), record), 0)
+
+
+def reader(zone: str = "UTC") -> ChargeReader:
+    return ChargeReader(STORE, DayOf(zone))
+
+
+def test_an_impression_becomes_a_charge_in_integer_micro_units() -> None:
+    c = reader().read(message(campaign_id=5, advertiser_id=6, publisher_id=7, cost=1_500_001, revenue=3))
+    assert (c.topic, c.partition, c.offset, c.event_id) == ("t", 2, 7, "ev-1")
+    assert (c.campaign, c.advertiser, c.publisher, c.cost, c.revenue) == (5, 6, 7, 1_500_001, 3)
+    assert c.day == date(2026, 5, 28) and c.key == b"k"
+    assert isinstance(c.cost, int) and isinstance(c.revenue, int)
+
+
+def test_an_event_without_money_needs_no_campaign_or_account() -> None:
+    c = reader().read(message("click"))
+    assert (c.cost, c.revenue, c.campaign, c.day) == (0, 0, None, None)
+
+
+def test_cost_without_a_campaign_is_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidEvent, match="campaign_id: cost 10 micro-units without a campaign"):
+        reader().read(message(publisher_id=1, cost=10))
+
+
+def test_revenue_without_a_publisher_is_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidEvent, match="publisher_id: revenue 4 micro-units without a publisher"):
+        reader().read(message("conversion", campaign_id=1, revenue=4))
+
+
+def test_negative_money_is_refused() -> None:
+    with pytest.raises(InvalidEvent, match="cost: money must be"):
+        reader().read(message(campaign_id=1, cost=-1))
+
+
+def test_corrupt_and_foreign_messages_are_decode_errors() -> None:
+    good = message(campaign_id=1, cost=1)
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        reader().read(Message("t", 0, 0, None, good.value + b"\0", 0))
+    with pytest.raises(DecodeError, match="single-object"):
+        reader().read(Message("t", 0, 0, None, b'{"json": true}', 0))
+
+
+def test_day_boundaries_follow_the_configured_zone() -> None:
+    utc, berlin = DayOf("UTC"), DayOf("Europe/Berlin")
+    late = int(datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc).timestamp() * 1000)
+    assert utc(late) == date(2026, 3, 1) and berlin(late) == date(2026, 3, 2)
+    assert utc(late - 1) == date(2026, 3, 1)        # cached bounds give the same answers
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/Sao_Paulo", "Asia/Kolkata", "Pacific/Apia"])
+def test_cached_days_equal_direct_computation_across_dst_changes(zone: str) -> None:
+    day_of, tz, rng = DayOf(zone), ZoneInfo(zone), random.Random(zone)
+    ms = int(datetime(2011, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    for _ in range(3000):
+        ms += rng.choice((1, 999, 3_600_000, 86_399_999, 7 * 86_400_000))
+        assert day_of(ms) == datetime.fromtimestamp(ms // 1000, tz).date(), ms

@@ -1,0 +1,268 @@
+"""The daemon's supervision with the real manager, the real supervisord and real processes, whose
+role code is a scripted fake (tests/unit/daemon_fakes.py): no services needed. The same
+behaviours against the real roles and services are in tests/integration/test_daemon.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from daemon_fakes import DaemonProcess, all_running, set_behaviour
+
+REPO = Path(__file__).resolve().parents[2]
+# Most tests run three single-process roles (the machine is small); the first runs all four roles,
+# the collector with two processes.
+ALL = {"collector-0", "clickhouse-loader-0", "balance-aggregator-0"}
+EVERY = {"collector-0", "collector-1", "clickhouse-loader-0", "balance-aggregator-0", "hdfs-uploader-0"}
+
+
+def free_ports(n: int) -> int:
+    """A base port with ``n`` consecutive free ports (metrics: one per process)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n < 65536 and all(_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def settings(tmp: Path, every: bool = False) -> dict:
+    return {
+        "node": {"state_dir": str(tmp / "state")},
+        "metrics": {"enabled": True, "listen": f"127.0.0.1:{free_ports(5)}"},
+        "events": {"schema_dir": str(REPO / "conf" / "schemas")},
+        "daemon": {"run_dir": str(tmp / "run"), "stop_timeout": "5s", "start_seconds": "1s",
+                   "restart_backoff": "500ms", "restart_backoff_max": "4s",
+                   "status_listen": f"127.0.0.1:{free_ports(1)}"},
+        "collector": {"processes": 2 if every else 1, "unix": {"path": str(tmp / "c.sock")}},
+        "clickhouse_loader": {"destinations": [{"name": "local", "hosts": ["127.0.0.1:9000"], "database": "x"}]},
+        "hdfs_uploader": {"enabled": every},
+    }
+
+
+def write(tmp: Path, data: dict) -> Path:
+    path = tmp / "eventd.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[DaemonProcess]:
+    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    try:
+        d.wait_status(all_running(ALL), 30, "every role RUNNING")
+        yield d
+    finally:
+        d.close()
+
+
+def pids(procs: dict) -> dict[str, int]:
+    return {k: v["pid"] for k, v in procs.items()}
+
+
+def test_every_role_runs_and_status_says_healthy(tmp_path: Path) -> None:
+    d = DaemonProcess(write(tmp_path, settings(tmp_path, every=True)))
+    try:
+        d.wait_status(all_running(EVERY), 40, "every role RUNNING")
+        code, report = d.status()
+        assert code == 0 and report["healthy"], report
+        for p in report["processes"]:
+            os.kill(p["pid"], 0)                       # the pid shown is a live process
+            assert p["restarts"] == 0 and p["uptime"] >= 0
+            assert p["events_per_second"] > 10, p      # the fake counts ~100 events/s
+        text = d.eventd("status")
+        assert text.returncode == 0 and "healthy" in text.stdout and "collector" in text.stdout
+        page = json.load(urllib.request.urlopen(f"http://{d.settings['daemon']['status_listen']}/status", timeout=10))
+        assert page["healthy"] and len(page["processes"]) == len(EVERY)
+    finally:
+        d.close()
+
+
+def test_role_that_cannot_start_is_fatal_at_once_and_the_others_keep_running(tmp_path: Path) -> None:
+    set_behaviour(tmp_path, "balance-aggregator", "cannot_start")
+    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    try:
+        procs = d.wait_status(lambda p: p.get("balance-aggregator-0", {}).get("state") == "FATAL", 20,
+                              "balance-aggregator FATAL")
+        time.sleep(3)   # supervisor alone would retry it start_retries (5) times by now
+        procs = d.procs()
+        ba = procs["balance-aggregator-0"]
+        assert ba["state"] == "FATAL" and ba["restarts"] == 0, ba
+        assert "wrong password" in ba["note"] and "wrong password" in ba["last_error"], ba
+        assert all(p["state"] == "RUNNING" for k, p in procs.items() if k != "balance-aggregator-0"), procs
+        code, report = d.status()
+        assert code == 1 and any("balance-aggregator-0 is FATAL" in x for x in report["problems"])
+        assert "cannot start" in d.log() and "wrong password" in d.log()
+
+        set_behaviour(tmp_path, "balance-aggregator", "run")    # the operator fixes it
+        r = d.eventd("start", "balance-aggregator")
+        assert r.returncode == 0, r.stdout + r.stderr
+        d.wait_status(all_running(ALL), 15, "everything RUNNING after the fix")
+        assert d.status()[0] == 0
+    finally:
+        d.close()
+
+
+def test_killed_role_is_restarted_and_counted(started: DaemonProcess) -> None:
+    before = pids(started.procs())
+    os.kill(before["clickhouse-loader-0"], signal.SIGKILL)
+    procs = started.wait_status(
+        lambda p: p["clickhouse-loader-0"]["state"] == "RUNNING" and
+        p["clickhouse-loader-0"]["pid"] != before["clickhouse-loader-0"], 20, "the loader restarted")
+    assert procs["clickhouse-loader-0"]["restarts"] == 1
+    assert {k: v for k, v in pids(procs).items() if k != "clickhouse-loader-0"} == \
+        {k: v for k, v in before.items() if k != "clickhouse-loader-0"}
+    assert "restarting in" in started.log()
+
+
+def test_crash_loop_backs_off(tmp_path: Path) -> None:
+    set_behaviour(tmp_path, "balance-aggregator", "crash_after 0.5")
+    data = settings(tmp_path)
+    data["daemon"]["restart_backoff_max"] = "30s"     # no run lasts that long: the count is never reset
+    d = DaemonProcess(write(tmp_path, data))
+    try:
+        d.wait_status(lambda p: p.get("balance-aggregator-0", {}).get("restarts", 0) >= 3, 40, "3 restarts")
+        delays = [float(line.split("restarting in ")[1].split("s ")[0]) for line in d.log().splitlines()
+                  if "balance-aggregator-0 exited" in line and "restarting in" in line]
+        assert delays[:3] == [0.5, 1.0, 2.0], delays
+    finally:
+        d.close()
+
+
+def test_sighup_restarts_only_the_role_whose_config_changed(started: DaemonProcess, tmp_path: Path) -> None:
+    before = pids(started.procs())
+    data = settings(tmp_path)
+    data["metrics"] = yaml.safe_load(started.config.read_text())["metrics"]
+    data["daemon"]["status_listen"] = yaml.safe_load(started.config.read_text())["daemon"]["status_listen"]
+    data["clickhouse_loader"]["max_rows"] = 5000
+    write(tmp_path, data)
+    started.signal(signal.SIGHUP)
+    procs = started.wait_status(
+        lambda p: all_running(ALL)(p) and p["clickhouse-loader-0"]["pid"] != before["clickhouse-loader-0"],
+        20, "the loader replaced")
+    after = pids(procs)
+    assert {k: v for k, v in after.items() if k != "clickhouse-loader-0"} == \
+        {k: v for k, v in before.items() if k != "clickhouse-loader-0"}
+    assert "restarted [clickhouse-loader]" in started.log()
+
+
+def test_sighup_with_invalid_config_keeps_the_running_one(started: DaemonProcess) -> None:
+    before = pids(started.procs())
+    good = started.config.read_text()
+    started.config.write_text(good.replace("stop_timeout: 5s", "stop_timeout: 5 s please"))
+    started.signal(signal.SIGHUP)
+    end = time.monotonic() + 10
+    while "reload refused" not in started.log() and time.monotonic() < end:
+        time.sleep(0.2)
+    code, report = started.status()
+    assert f"{started.config}:" in report["reload_error"] and "daemon.stop_timeout" in report["reload_error"]
+    assert code == 0 and pids(started.procs()) == before    # nothing restarted, everything healthy
+    assert "REFUSED" in started.eventd("status").stdout
+
+    started.config.write_text(good)                           # fixed: the next reload clears the error
+    started.signal(signal.SIGHUP)
+    end = time.monotonic() + 10
+    while started.status()[1]["reload_error"] and time.monotonic() < end:
+        time.sleep(0.2)
+    assert started.status()[1]["reload_error"] is None
+    assert pids(started.procs()) == before                    # same config: nothing restarted
+
+
+def test_sigterm_stops_gracefully_within_the_deadline(tmp_path: Path) -> None:
+    set_behaviour(tmp_path, "clickhouse-loader", "slow_stop 2")     # finishes its flush in time
+    set_behaviour(tmp_path, "balance-aggregator", "slow_stop 60")   # would not: killed at the deadline
+    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    try:
+        procs = d.wait_status(all_running(ALL), 30, "every role RUNNING")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(20) == 0
+        took = time.monotonic() - t0
+        assert 5 <= took < 5 + 6, took                                # stop_timeout 5s, plus bookkeeping
+        for name, p in procs.items():
+            with pytest.raises(ProcessLookupError):
+                os.kill(p["pid"], 0)
+        rec = yaml.safe_load((tmp_path / "run" / "procs" / "clickhouse-loader-0.json").read_text())
+        assert rec["exit_code"] == 0                                  # it stopped by itself
+        assert d.eventd("status").returncode == 3                     # not running
+    finally:
+        d.close()
+
+
+def test_second_sigterm_forces_the_stop(tmp_path: Path) -> None:
+    set_behaviour(tmp_path, "collector", "slow_stop 60")
+    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    try:
+        d.wait_status(all_running(ALL), 30, "every role RUNNING")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        time.sleep(1)
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 4
+    finally:
+        d.close()
+
+
+def test_operator_stop_and_start(started: DaemonProcess) -> None:
+    r = started.eventd("stop", "collector")
+    assert r.returncode == 0 and "collector:collector-0: stop ok" in r.stdout, r.stdout + r.stderr
+    time.sleep(2)   # more than restart_backoff: the manager must not restart it
+    procs = started.procs()
+    assert procs["collector-0"]["state"] == "STOPPED" and "operator" in procs["collector-0"]["note"]
+    assert started.status()[0] == 1
+    r = started.eventd("start", "collector")
+    assert r.returncode == 0, r.stdout + r.stderr
+    started.wait_status(all_running(ALL), 10, "collector RUNNING again")
+    before = pids(started.procs())
+    assert started.eventd("restart", "balance-aggregator").returncode == 0
+    assert started.procs()["balance-aggregator-0"]["pid"] != before["balance-aggregator-0"]
+
+
+def test_status_of_a_daemon_that_is_not_running(tmp_path: Path) -> None:
+    from daemon_fakes import REPO as repo
+    import subprocess
+    import sys
+    config = write(tmp_path, settings(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "eventd", "status", "-c", str(config)], cwd=repo,
+                       capture_output=True, text=True)
+    assert r.returncode == 3 and "not running" in r.stdout
+
+
+def test_second_daemon_on_the_same_run_dir_refuses_to_start(started: DaemonProcess) -> None:
+    import subprocess
+    import sys
+    from daemon_fakes import HERE
+    r = subprocess.run([sys.executable, str(HERE / "daemon_fakes.py"), "daemon", str(started.config)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3 and "another eventd daemon is running" in r.stderr
+
+
+def test_supervisord_dying_takes_the_roles_down_and_exits_for_a_restart(started: DaemonProcess) -> None:
+    before = pids(started.procs())
+    sup = int((started.config.parent / "run" / "supervisord.pid").read_text())
+    os.kill(sup, signal.SIGKILL)
+    assert started.proc.wait(20) == 1            # EXIT_TEMPORARY: systemd restarts the service
+    time.sleep(0.5)
+    for pid in before.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
