@@ -210,7 +210,7 @@ def _one_forwarder(ctx: Ctx, fwd: Forwarder, run: int, data: list[bytes], totals
         warm, _ = gen.lines(max(200, len(data) // 50), seed=99, tag=tag + "w")
         _warm(fwd, warm)
         results = [_throughput(fwd, "collector-tcp", data, totals, lambda: load.blast_tcp(fwd.port, load.chunks(data)))]
-        n_lat = ctx.size(RATE * 20, RATE)
+        n_lat = ctx.size(RATE * 20, 500)
         lat_lines, _ = gen.lines(n_lat, seed=7 + run, tag=tag)
         results.append(_tcp_latency(fwd, lat_lines, list(range(n_lat)), tag))
         if isinstance(fwd, EventdCollector):
@@ -244,7 +244,8 @@ def _producer_perf(ctx: Ctx, run: int, data: list[bytes], totals: gen.Totals) ->
     name = "Kafka ProducerPerformance (JVM)"
     out = []
     try:
-        for bench, n, rate in (("collector-tcp", len(data), -1), ("latency-tcp@5000/s", ctx.size(RATE * 20, RATE), RATE)):
+        steps = [("collector-tcp", len(data), -1), ("latency-tcp@5000/s", ctx.size(RATE * 20, 500), RATE)]
+        for bench, n, rate in steps[:1] if ctx.smoke else steps:   # smoke: one JVM start is enough
             f = run_measured(stack.tool_argv("kafka", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
                                              "--num-records", str(n), "--payload-file", str(payloads),
                                              "--throughput", str(rate), "--producer-props", *props),
@@ -282,13 +283,13 @@ def run(ctx: Ctx) -> list[Result]:
 
     results = repeat(ctx.runs, measure)
     if ctx.profile and not ev.available():
-        results += _profile(ctx, ev, data, totals)
+        ctx.add_profile("collector", f"TCP, {len(data):,} events", lambda out: _profile(ctx, ev, data, totals, out))
     return results
 
 
-def _profile(ctx: Ctx, ev: EventdCollector, data: list[bytes], totals: gen.Totals) -> list[Result]:
-    """One more throughput run (TCP, then HTTP) under cProfile; its figures are not reported."""
-    ev.profile_out = ctx.work / "collector.pstats"
+def _profile(ctx: Ctx, ev: EventdCollector, data: list[bytes], totals: gen.Totals, out: Path) -> None:
+    """One more TCP throughput run under cProfile; its figures are not reported."""
+    ev.profile_out = out
     work = ctx.work / "cprof"
     work.mkdir(parents=True, exist_ok=True)
     ev.start(work, ctx.agent_cpus)
@@ -296,8 +297,5 @@ def _profile(ctx: Ctx, ev: EventdCollector, data: list[bytes], totals: gen.Total
         _throughput(ev, "profile", data, totals, lambda: load.blast_tcp(ev.port, load.chunks(data)))
     finally:
         ev.stop()
+        ev.profile_out = None
         stack.delete_topics_with_prefix(ev.env.prefix)
-    from bench.profiled import top_costs
-    ctx.profiles["collector"] = (f"TCP, {len(data):,} events, every thread merged:\n\n" + top_costs(str(ev.profile_out)))
-    ev.profile_out = None
-    return []

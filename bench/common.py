@@ -222,14 +222,20 @@ class Report:
                 f"{_fmt(r.rate)} ev/s  {_fmt(r.cpu_us_per_event, 1)} µs/ev  {r.latency_ms or ''}"))
 
     def ratios(self) -> list[tuple[str, str, str, float]]:
-        """(bench, eventd system, peer system, eventd rate / peer rate) for every pair measured."""
+        """(bench, eventd system, peer system, ratio) for every pair measured: eventd events/s over
+        the peer's (higher is better for eventd), or for latency benches eventd's p99 over the
+        peer's (lower is better)."""
         out = []
         benches = dict.fromkeys(r.bench for r in self.results)
         for bench in benches:
             rows = [r for r in self.results if r.bench == bench and not r.error]
             for e in (r for r in rows if r.kind == "eventd"):
                 for p in (r for r in rows if r.kind != "eventd"):
-                    out.append((bench, e.system, p.system, e.rate / p.rate if p.rate else float("nan")))
+                    if e.latency_ms and p.latency_ms:
+                        x = e.latency_ms["p99"] / p.latency_ms["p99"] if p.latency_ms.get("p99") else float("nan")
+                    else:
+                        x = e.rate / p.rate if p.rate else float("nan")
+                    out.append((bench, e.system, p.system, x))
         return out
 
     def machine(self) -> str:
@@ -253,8 +259,9 @@ class Report:
             rss = "+".join(_fmt(v / 2**20) for v in r.rss.values()) if r.rss else ""
             rows.append(f"| {r.bench} | {r.system} | {r.events:,} | {_fmt(r.rate)} | {_fmt(r.mb_s, 1)} | "
                         f"{_fmt(r.cpu_us_per_event, 1)} | {rss} | {lat} | {r.runs} | {r.note} |")
-        ratio_rows = [f"| {b} | {e} | {p} | **{_fmt(x, 2)}** |" for b, e, p, x in self.ratios()]
-        ratios = ("| benchmark | eventd | peer | eventd/peer (events/s) |\n|---|---|---|---:|\n"
+        ratio_rows = [f"| {b} | {e} | {p} | {'p99 latency' if b.startswith('latency') else 'events/s'} | "
+                      f"**{_fmt(x, 2)}** |" for b, e, p, x in self.ratios()]
+        ratios = ("| benchmark | eventd | peer | of | eventd/peer |\n|---|---|---|---|---:|\n"
                   + "\n".join(ratio_rows)) if ratio_rows else "(no pair measured on both sides)"
         return (f"Run {self.started} on {self.machine()}.\n"
                 f"Command: `bench/run {' '.join(self.args.get('argv', []))}`\n\n"
@@ -299,6 +306,17 @@ class Ctx:
 
     def size(self, full: int, smoke: int) -> int:
         return smoke if self.smoke else max(smoke, int(full * self.scale))
+
+    def add_profile(self, role: str, what: str, run: Callable[[Path], object]) -> None:
+        """``run(out)`` runs the role once under bench/profiled.py writing ``out``; its top costs are
+        kept for the report. A failure here is reported, never loses the benchmark's figures."""
+        from bench.profiled import top_costs
+        out = self.work / f"{role}.pstats"
+        try:
+            run(out)
+            self.profiles[role] = f"{what}, every thread merged:\n\n" + top_costs(str(out))
+        except Exception as exc:
+            say(f"profiling {role} failed: {type(exc).__name__}: {exc}")
 
     def profiled_argv(self, role_argv: list[str], out: Path) -> list[str]:
         """``python -m eventd …`` → the same under bench/profiled.py writing ``out``."""

@@ -89,7 +89,7 @@ def _put(ctx: Ctx, st: Setup, run: int, size: int) -> Result:
             f.write(piece)
             left -= len(piece)
     target = f"{st.env.hdfs_base}/put{run}"
-    noop = _fsshell("-test", "-d", "/", cpus=ctx.agent_cpus)
+    noop = None if ctx.smoke else _fsshell("-test", "-d", "/", cpus=ctx.agent_cpus)
     f = _fsshell("-put", str(local), target, cpus=ctx.agent_cpus)
     local.unlink()
     if f.returncode:
@@ -98,7 +98,7 @@ def _put(ctx: Ctx, st: Setup, run: int, size: int) -> Result:
         raise RuntimeError(f"FsShell -put stored {_hdfs_bytes(target)} bytes, expected {size}")
     return Result("hdfs", "Hadoop 3.4 FsShell -put", "peer", events=st.totals.events, seconds=f.seconds, bytes=size,
                   cpu={"fsshell": f.cpu}, rss={"fsshell": f.max_rss},
-                  note=f"same bytes; JVM start + connect alone (FsShell -test) took {noop.seconds:.1f} s")
+                  note="same bytes" + (f"; JVM start + connect alone (FsShell -test) took {noop.seconds:.1f} s" if noop else ""))
 
 
 def run(ctx: Ctx) -> list[Result]:
@@ -118,10 +118,7 @@ def run(ctx: Ctx) -> list[Result]:
                 return [up, Result("hdfs", "Hadoop 3.4 FsShell -put", "peer", error=f"{type(exc).__name__}: {exc}")]
         results = repeat(ctx.runs, measure)
         if ctx.profile:
-            out = ctx.work / "uploader.pstats"
-            _uploader(ctx, st, 99, out)
-            from bench.profiled import top_costs
-            ctx.profiles["hdfs-uploader"] = f"{st.totals.events:,} events, every thread merged:\n\n" + top_costs(str(out))
+            ctx.add_profile("hdfs-uploader", f"{st.totals.events:,} events", lambda out: _uploader(ctx, st, 99, out))
         return results
     finally:
         stack.delete_topics_with_prefix(st.env.prefix)

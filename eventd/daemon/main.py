@@ -28,13 +28,13 @@ from typing import IO
 
 from eventd.config import Config
 from eventd.daemon import runstate, snapshot
-from eventd.daemon.probe import endpoints
 from eventd.daemon.policy import Action, RestartPolicy
+from eventd.daemon.probe import endpoints
 from eventd.daemon.report import shown_state
 from eventd.daemon.rpc import RUNNING_STATES, ProcInfo, RpcFault, RpcUnavailable, Supervisor
 from eventd.daemon.runstate import DaemonState, RunRecord
 from eventd.daemon.supervisor_conf import CONF_NAME, enabled_roles, render
-from eventd.daemon.supervisord import SupervisordProcess, kill_pids
+from eventd.daemon.supervisord import SupervisordProcess, kill_pids, stop_orphans
 from eventd.daemon.systemd import Notifier
 from eventd.errors import EXIT_CANNOT_START, EXIT_OK, EXIT_TEMPORARY
 from eventd.logs import setup_logging
@@ -60,7 +60,7 @@ class Manager:
         self.supervisord = SupervisordProcess(os.path.join(self.run_dir, CONF_NAME))
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.deferred: list[int] = []
-        self.pids: dict[str, int] = {}     # last known pid of each process, for emergencies
+        self.pids: dict[str, int] = {}     # pids of the last poll: what to stop if supervisord dies
         self._written = ""
         self._status = ""
 
@@ -137,9 +137,12 @@ class Manager:
             lock.close()
             return None
         for role in enabled_roles(self.cfg):
-            self.rpc.start_group(role)
-            log.info("started %s (%d process%s)", role, snapshot.section_of(self.cfg, role).role.processes,
-                     "es" if snapshot.section_of(self.cfg, role).role.processes > 1 else "")
+            n = snapshot.section_of(self.cfg, role).role.processes
+            try:
+                self.rpc.start_group(role)
+                log.info("started %s (%d process%s)", role, n, "es" if n > 1 else "")
+            except (RpcFault, RpcUnavailable) as exc:   # the loop notices a dead supervisord
+                log.error("starting %s failed: %s", role, exc)
         self._settle()
         self.notifier.ready(self._summary())
         return lock
@@ -196,9 +199,8 @@ class Manager:
             log.warning("%s", exc)
             return
         now = time.time()
+        self.pids = {p.full_name: p.pid for p in procs if p.pid}
         for p in procs:
-            if p.pid:
-                self.pids[p.full_name] = p.pid
             self._apply_policy(p, now)
         self.state.verdicts = self.policy.verdicts
         self._publish(procs)
@@ -211,7 +213,7 @@ class Manager:
         action = self.policy.decide(p, rec, runstate.is_held(self.run_dir, p.group), now)
         v = self.policy.verdicts[p.full_name]
         if v.fatal and not was_fatal:
-            log.error("%s cannot start: %s. Not restarting it; fix the cause, then `eventd start %s`",
+            log.error("%s: %s. Not restarting it: fix the cause, then `eventd start %s`",
                       p.full_name, v.fatal, p.group)
         if v.restart_at and not was_scheduled:
             log.warning("%s %s: restarting in %.1fs (crash %d in a row)", p.full_name,
@@ -292,23 +294,8 @@ class Manager:
 
     def _supervisord_died(self, code: int) -> int:
         log.error("supervisord exited unexpectedly (code %s): stopping the roles it left, then exiting", code)
-        pids = list(self.pids.values())
-        kill_pids(pids, signal.SIGTERM)
-        end = time.monotonic() + self.cfg.daemon.stop_timeout
-        while time.monotonic() < end and any(_alive(p) for p in pids):
-            time.sleep(0.2)
-        kill_pids([p for p in pids if _alive(p)])
+        stop_orphans(list(self.pids.values()), self.cfg.daemon.stop_timeout)
         return EXIT_TEMPORARY
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_daemon(cfg: Config, python: str = sys.executable) -> int:

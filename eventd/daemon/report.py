@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventd.config.daemon import SOCKET_NAME
 from eventd.daemon import probe, runstate
 from eventd.daemon.rpc import ProcInfo, RpcUnavailable, Supervisor
 from eventd.daemon.runstate import DaemonState, RunRecord, Verdict
-from eventd.config.daemon import SOCKET_NAME
 
 
 def shown_state(p: ProcInfo, v: Verdict | None) -> str:
@@ -75,7 +75,7 @@ class Report:
 
 def _note(p: ProcInfo, v: Verdict | None, held: bool, now: float) -> str | None:
     if v is not None and v.fatal:
-        return f"cannot start: {v.fatal}"
+        return v.fatal     # the role's own words, e.g. "cannot start: MariaDB refused user …"
     if v is not None and v.restart_at and p.state in ("EXITED", "FATAL"):
         return f"restart in {max(v.restart_at - now, 0):.0f}s (crash {v.crashes} in a row)"
     if held and p.state in ("STOPPED", "EXITED", "STOPPING"):

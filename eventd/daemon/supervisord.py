@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import IO
 
 log = logging.getLogger("eventd.daemon.supervisord")
@@ -84,6 +85,25 @@ class SupervisordProcess:
             log.warning("supervisord did not exit within %.0fs: SIGKILL", timeout)
             self.proc.kill()
             self.proc.wait()
+
+
+def is_role_process(pid: int) -> bool:
+    """True if ``pid`` runs a role under the daemon (not a recycled pid of something else)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"eventd.daemon.child" in fh.read()
+    except OSError:
+        return False
+
+
+def stop_orphans(pids: list[int], timeout: float) -> None:
+    """Stop role processes supervisord left behind when it died: SIGTERM, SIGKILL after ``timeout``."""
+    pids = [p for p in pids if is_role_process(p)]
+    kill_pids(pids, signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and any(is_role_process(p) for p in pids):
+        time.sleep(0.2)
+    kill_pids([p for p in pids if is_role_process(p)])
 
 
 def kill_pids(pids: list[int], sig: int = signal.SIGKILL) -> None:

@@ -7,12 +7,13 @@ import logging
 import os
 import socket
 import time
+from typing import Mapping
 
 log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.address = env.get("NOTIFY_SOCKET") or None
         if self.address and self.address.startswith("@"):
@@ -21,7 +22,7 @@ class Notifier:
         self._last_ping = 0.0
 
     @staticmethod
-    def _watchdog(env: dict[str, str]) -> float | None:
+    def _watchdog(env: Mapping[str, str]) -> float | None:
         """Seconds between pings: half of ``$WATCHDOG_USEC``, if the watchdog is meant for us."""
         usec, pid = env.get("WATCHDOG_USEC"), env.get("WATCHDOG_PID")
         if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):

@@ -131,6 +131,7 @@ class ConsumerLoop(Generic[T]):
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then flush what is pending and close the consumer."""
         self._stop = stop
+        self._load_metadata()
         self.consumer.subscribe(self.s.topics, listener=_Listener(self))
         try:
             while not stop.is_set():
@@ -147,6 +148,15 @@ class ConsumerLoop(Generic[T]):
         finally:
             self.sink.close()
             self.consumer.close(autocommit=False)
+
+    def _load_metadata(self) -> None:
+        """Fetch the topics' partitions before joining the group. kafka-python 3.0 may join
+        before its first metadata answer; the group leader then assigns nothing ("No partition
+        metadata for topic", dpkp/kafka-python#2377) and may not rejoin until the next metadata
+        refresh, minutes later."""
+        for topic in self.s.topics:
+            if not self.consumer.partitions_for_topic(topic):
+                log.warning("topic %s does not exist (yet): run `eventd setup`; it is read once it exists", topic)
 
     def _poll_once(self) -> None:
         timeout = self.s.poll_timeout if not self.batch else max(0.0, min(self.s.poll_timeout,

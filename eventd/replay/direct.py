@@ -131,7 +131,7 @@ class SinkTarget:
 
     def add(self, event: Event, value: bytes, line: int) -> None:
         """Transform with every sink first (a refusal raises before anything is kept)."""
-        offset, items = line - 1, []
+        offset, items = line - 1, []  # type: int, list[Any]
         for slot in self.slots:
             msg = self._message(slot, event, value, line)
             if offset < slot.floor:

@@ -109,8 +109,8 @@ class Pipeline:
         if step is Step.HOLD:
             return False
         if step is Step.DELIVERED:
-            for held in state.held:
-                self.target.warm(held.event, held.value, held.line.number)
+            for done in state.held:
+                self.target.warm(done.event, done.value, done.line.number)
             self.counts.delivered_before += len(state.held)
             state.held.clear()
             state.mark_line, state.mark_offset = state.reader.lines, state.reader.offset

@@ -35,7 +35,9 @@ class Progress:
         self._start = clock()
         self._last = self._start
         self._calls = 0
-        self._name, self._size, self._position = "", None, lambda: 0
+        self._name = ""
+        self._size: int | None = None
+        self._position: Callable[[], int] = lambda: 0
         self._file_start, self._file_lines = self._start, 0
         self.lines = 0
 

@@ -85,7 +85,7 @@ class LineReader:
 
     def __init__(self, source: BinaryIO, max_line_size: int) -> None:
         self.head = _read_exactly(source, HEAD_SIZE)
-        self._stream = io.BufferedReader(_Prefixed(self.head, source), buffer_size=_BUFFER)
+        self._stream = io.BufferedReader(_Prefixed(self.head, source), buffer_size=_BUFFER)  # type: ignore[type-var]
         self._max = max_line_size
         self._digest = hashlib.blake2b(digest_size=_DIGEST_SIZE)
         self.offset = 0        # decompressed bytes consumed: always at a line boundary between lines

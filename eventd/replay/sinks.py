@@ -27,6 +27,7 @@ from eventd.errors import EventdError
 from eventd.event.envelope import Event
 from eventd.event.schemas import SchemaStore
 from eventd.replay.ledger import Checkpoint
+from eventd.roles.collector.partitions import Partitions
 
 OnDurable = Callable[[list[Checkpoint]], None]
 
@@ -36,13 +37,25 @@ class ReplayFailed(EventdError):
 
 
 class Target(Protocol):
-    name: str
-    key: str | None       # names the destination in the ledger; None: keep no resume points
-    already: int          # events the destination itself found it already had
-    streaming: bool       # events go out as they come (a stop may mark mid-block)
-    block_lines: int      # a checkpoint every this many lines …
-    block_bytes: int      # … or this many input bytes
-    on_durable: OnDurable
+    on_durable: OnDurable   # set by the pipeline
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def key(self) -> str | None:
+        """Names the destination in the ledger; None: keep no resume points."""
+    @property
+    def already(self) -> int:
+        """Events the destination itself found it already had."""
+    @property
+    def streaming(self) -> bool:
+        """Events go out as they come (a stop may mark mid-block)."""
+    @property
+    def block_lines(self) -> int:
+        """A checkpoint every this many lines …"""
+    @property
+    def block_bytes(self) -> int:
+        """… or this many input bytes."""
 
     def begin(self, stream: str) -> None: ...
     def add(self, event: Event, value: bytes, line: int) -> None: ...
@@ -108,8 +121,9 @@ class _Batch:
 
 
 class ProducerLike(Protocol):
-    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: object = None,
-             on_done: object = None) -> object: ...
+    def send(self, topic: str, value: bytes, key: bytes | None = None, *,
+             on_done: Callable[[Exception | None], None] | None = None, partition: int | None = None) -> object: ...
+    def partitions_for(self, topic: str) -> set[int] | None: ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float = 10.0) -> None: ...
 
@@ -119,6 +133,8 @@ class KafkaTarget:
 
     Sends are pipelined. A checkpoint is reported from the producer's thread the moment every
     event before it is acknowledged (acks=all), so after a kill -9 little is sent twice.
+    The partition is chosen as the collector chooses it (its cached default-partitioner), so a
+    replayed event lands where the same event from the collector would.
     """
 
     name, already, streaming = "kafka", 0, True
@@ -130,6 +146,7 @@ class KafkaTarget:
         self.key = destination_key("kafka", sorted(k.bootstrap_servers), k.topics.prefix, routes)
         self.on_durable: OnDurable = _ignore
         self._producer = producer
+        self._partitions = Partitions(producer.partitions_for)
         self._lock = threading.Lock()
         self._batches: deque[_Batch] = deque()
         self._current = _Batch()
@@ -143,7 +160,8 @@ class KafkaTarget:
         batch = self._current
         batch.sent += 1
         try:
-            self._producer.send(event.topic, value, event.key, on_done=lambda err: self._answered(batch, err))
+            self._producer.send(event.topic, value, event.key, on_done=lambda err: self._answered(batch, err),
+                                partition=self._partitions.partition(event.topic, event.key))
         except Exception as exc:  # kafka-python raises its own types synchronously (metadata timeout …)
             batch.failed = True
             raise ReplayFailed(f"kafka: cannot send to {event.topic}: {type(exc).__name__}: {exc}") from None

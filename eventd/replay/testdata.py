@@ -65,7 +65,7 @@ def generate(path: str, n: int, seed: int = 1, bad_every: int = 97, with_id_ever
              copies_every: int = 50) -> Expected:
     """Write ``n`` events (plus bad and blank lines) to ``path`` (gzipped if it ends in .gz)."""
     rng = random.Random(seed)
-    exp, lines, copies = Expected(), [], Counter()
+    exp, lines, copies = Expected(), [], Counter[bytes]()
     for i in range(n):
         obj, cost, revenue = _event(rng, i)
         if i % with_id_every == 0:

@@ -35,11 +35,14 @@ however many browsers poll, from the server's threads (it must be thread-safe). 
       ]
     }
 
+``snapshot_from_report`` builds this from the daemon's ``eventd status`` report.
+
 Values are shown as given (text is always inserted as text, never as HTML). A snapshot that raises
 gives a 503 with ``{"error": ...}``; the page then says the status is unavailable and keeps its
 charts.
 """
 
 from eventd.status_page.server import StatusServer, serve_status_page
+from eventd.status_page.snapshot import snapshot_from_report
 
-__all__ = ["serve_status_page", "StatusServer"]
+__all__ = ["serve_status_page", "StatusServer", "snapshot_from_report"]

@@ -4,7 +4,6 @@ input, what it subscribes to, setup and start-up failures."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Iterator
 
 import pytest

@@ -65,7 +65,7 @@ def databases(clickhouse: Client) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for db in names:
-        wait_for(lambda: _drop(clickhouse, db), 120, f"dropping {db}", interval=2)
+        wait_for(lambda db=db: _drop(clickhouse, db), 120, f"dropping {db}", interval=2)
 
 
 def _drop(client: Client, db: str) -> bool:
@@ -240,7 +240,8 @@ def test_kill9_after_recording_and_mid_insert_then_at_random_is_exact(
     recovered = False
     for i in range(2):
         loader = start_loader(env, path, processes, log=f"random-{i}")
-        wait_for(lambda: "redoing the batch" in loader.log() or loaded(clickhouse, env.db) > 0, 60, "loading")
+        wait_for(lambda p=loader: "redoing the batch" in p.log() or loaded(clickhouse, env.db) > 0, 60,
+                 "loading")
         time.sleep(rng.uniform(1.0, 3.0))
         recovered |= "redoing the batch recorded before a crash" in loader.log()
         loader.kill9()

@@ -7,7 +7,6 @@ stats_hourly is completed by the retry, and two different blocks with equal sums
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

@@ -25,9 +25,7 @@ from typing import Any, Callable, Iterator
 import fastavro
 import pymysql
 import pytest
-import yaml
 from clickhouse_driver import Client
-
 from harness import REPO, TestEnv, free_port, wait_for
 
 NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"

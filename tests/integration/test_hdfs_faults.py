@@ -32,8 +32,7 @@ def test_kill9_during_upload_and_around_rename(env: TestEnv, processes: list) ->
     config, messages, produced = _prepare(env, 600, seed=3, roll_age="1s", roll_size="16KiB",
                                           upload_parallelism=2)
     produce(messages)
-    points = [("hdfs-upload-midway", 3), ("hdfs-before-rename", 4), ("hdfs-after-rename", 3),
-              ("hdfs-before-rename", 1)]
+    points = [("hdfs-upload-midway", 3), ("hdfs-before-rename", 4), ("hdfs-after-rename", 3)]
     for i, (point, nth) in enumerate(points):
         proc = start_uploader(env, config, processes, name=f"hdfs-{i}", failpoints=f"{point}={nth}")
         assert proc.proc.wait(90) == -9, proc.log()
@@ -51,16 +50,16 @@ def test_kill9_during_upload_and_around_rename(env: TestEnv, processes: list) ->
 
 
 def test_kill9_at_random_moments(env: TestEnv, processes: list) -> None:
-    config, messages, produced = _prepare(env, 900, seed=4, roll_age="500ms", roll_size="8KiB")
+    config, messages, produced = _prepare(env, 600, seed=4, roll_age="500ms", roll_size="8KiB")
     rnd = random.Random(4)
-    chunks = [messages[i::4] for i in range(4)]
-    for i in range(3):
+    chunks = [messages[i::3] for i in range(3)]
+    for i in range(2):
         proc = start_uploader(env, config, processes, name=f"hdfs-{i}")
         wait_for(lambda: "starts at" in proc.log(), 60, "the uploader's partitions")
         produce(chunks[i])      # files are being placed from now on: kill somewhere in there
         time.sleep(rnd.uniform(0.3, 2.5))
         proc.kill9()
-    produce(chunks[3])
+    produce(chunks[2])
     final = start_uploader(env, config, processes, name="hdfs-final")
     all_committed(env)
     assert final.terminate() == 0
@@ -70,7 +69,7 @@ def test_kill9_at_random_moments(env: TestEnv, processes: list) -> None:
 def test_namenode_down_fills_staging_then_catches_up(env: TestEnv, processes: list) -> None:
     with ServiceFault("hdfs-namenode"):
         config, messages, produced = _prepare(env, 800, seed=5, roll_age="1s", roll_size="8KiB",
-                                              staging_max_size="48KiB", retry_backoff="500ms",
+                                              staging_max_size="48KiB", block_size="4KiB", retry_backoff="500ms",
                                               retry_backoff_max="2s", timeout="3s")
         proc = start_uploader(env, config, processes)
         produce(messages[:200])

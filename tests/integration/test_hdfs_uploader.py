@@ -252,7 +252,7 @@ def test_every_event_archived_exactly_once(env: TestEnv, processes: list) -> Non
 
 def test_snappy_and_zstandard_files_are_read_by_the_official_library(env: TestEnv, processes: list) -> None:
     config = env.write_config(hdfs_settings(env))
-    messages, produced = make_events(env, config, 150, seed=2)
+    messages, produced = make_events(env, config, 100, seed=2)
     setup(env, config)
     produce(messages)
     for codec in ("snappy", "zstandard"):

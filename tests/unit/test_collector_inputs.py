@@ -334,3 +334,26 @@ def test_two_processes_share_a_port_with_reuseport() -> None:
 
 def test_line_helper_builds_json() -> None:
     assert json.loads(line(type="x", time=1)) == {"type": "x", "time": 1}
+
+
+def test_body_budget_is_fifo_and_a_closed_waiter_is_forgotten() -> None:
+    from eventd.roles.collector.connections import BodyBudget
+
+    class Waiter:
+        def __init__(self, name: str, log: list[str]) -> None:
+            self.name, self.log = name, log
+
+        def granted(self) -> None:
+            self.log.append(self.name)
+
+    log: list[str] = []
+    budget = BodyBudget(100)
+    assert budget.reserve(80, lambda: None)
+    a, b, d = Waiter("a", log), Waiter("b", log), Waiter("d", log)
+    assert not budget.reserve(50, a.granted)
+    assert not budget.reserve(10, b.granted)      # would fit, but waits behind a (FIFO: no starvation)
+    assert not budget.reserve(30, d.granted)
+    budget.cancel(a.granted)                       # a's connection closed
+    assert log == ["b"]
+    budget.release(80)
+    assert log == ["b", "d"] and budget.free == 60

@@ -267,3 +267,25 @@ def test_record_larger_than_the_read_size(tmp_path: Path, monkeypatch: pytest.Mo
     q = open_q(tmp_path)
     q.append([msg(0, size=500), msg(1, size=10)])
     assert [r.seq for r in read_all(q)] == [0, 1]
+
+
+def test_no_room_for_a_new_segment_is_refusal_then_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    q = open_q(tmp_path)
+    while len(segment_files(tmp_path)) == 1:
+        q.append([msg(q.next_seq)])
+    while q.segments()[-1].size < SEG:
+        q.append([msg(q.next_seq)])
+    real_open = os.open
+
+    def no_inodes(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(queue_mod.os, "open", no_inodes)
+    end = q.next_seq
+    with pytest.raises(QueueFull):
+        q.append([msg(end)])
+    monkeypatch.undo()
+    assert q.append([msg(end)]) == end + 1
+    assert [r.seq for r in read_all(q)] == list(range(end + 1))

@@ -96,7 +96,7 @@ def test_process_report_fields() -> None:
     r = process_report(proc("RUNNING", 5), Verdict(), rec, False, Rates(12.5, 7), NOW)
     assert (r.state, r.pid, r.restarts, r.events_per_second, r.kafka_lag) == ("RUNNING", 5, 3, 12.5, 7)
     assert 99 <= r.uptime <= 101 and r.healthy and r.last_error == "lost kafka"
-    fatal = process_report(proc("STOPPED"), Verdict(fatal="bad password"), None, False, None, NOW)
+    fatal = process_report(proc("STOPPED"), Verdict(fatal="cannot start: bad password"), None, False, None, NOW)
     assert not fatal.healthy and fatal.pid is None and fatal.note == "cannot start: bad password"
     held = process_report(proc("STOPPED"), Verdict(), None, True, None, NOW)
     assert "operator" in (held.note or "")

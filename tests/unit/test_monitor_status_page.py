@@ -107,3 +107,21 @@ def test_loopback_ipv6() -> None:
         assert server.url.startswith("http://[::1]:") and fetch(server.url + "healthz")[0] == 200
     finally:
         server.close()
+
+
+def test_snapshot_from_the_daemons_report_groups_processes_per_role() -> None:
+    from eventd.status_page import snapshot_from_report
+
+    proc = {"role": "collector", "state": "RUNNING", "healthy": True, "uptime": 50.0, "restarts": 1,
+            "events_per_second": 100.0, "kafka_lag": None, "note": None, "last_error": None}
+    report = {"healthy": False, "config_path": "/etc/eventd/eventd.yaml", "problems": ["loader is FATAL"],
+              "processes": [proc, {**proc, "uptime": 20.0, "events_per_second": 50.5},
+                            {**proc, "role": "clickhouse-loader", "state": "FATAL", "healthy": False, "uptime": None,
+                             "events_per_second": None, "kafka_lag": 900, "note": "cannot start: no table"}]}
+    snap = snapshot_from_report(report, [{"kind": "alert", "summary": "x"}])
+    collector, loader = snap["roles"]
+    assert collector == {"name": "collector", "healthy": True, "state": "RUNNING", "processes": 2, "running": 2,
+                         "restarts": 2, "uptime": 20.0, "rate": 150.5, "lag": None, "last_error": ""}
+    assert (loader["healthy"], loader["state"], loader["running"], loader["lag"], loader["last_error"]) == \
+        (False, "FATAL", 0, 900, "cannot start: no table")
+    assert snap["healthy"] is False and snap["alerts"] == [{"kind": "alert", "summary": "x"}]

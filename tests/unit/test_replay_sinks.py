@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from kafka.partitioner.default import murmur2
 
 from eventd.config import load_config
 from eventd.event.codec import Decoder, encode
@@ -25,17 +26,20 @@ class CallbackProducer:
     """Keeps each send's callback so the test decides when Kafka answers."""
 
     def __init__(self, fail_send: bool = False) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, int | None]] = []
         self.callbacks: list[Callable[[Exception | None], None]] = []
         self.fail_send = fail_send
         self.flushed = self.closed = False
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None,
-             on_done: Any = None) -> None:
+             on_done: Any = None, partition: int | None = None) -> None:
         if self.fail_send:
             raise RuntimeError("metadata timeout")
-        self.sent.append((topic, value, key))
+        self.sent.append((topic, value, key, partition))
         self.callbacks.append(on_done)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3, 4, 5}
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushed = True
@@ -61,8 +65,9 @@ def test_sends_the_collectors_encoding_topic_and_key() -> None:
     producer = CallbackProducer()
     target = KafkaTarget(CFG, producer)
     target.add(*event(7))
-    topic, value, key = producer.sent[0]
+    topic, value, key, partition = producer.sent[0]
     assert topic == CFG.events.types["click"].topic and key == b"7"
+    assert partition == (murmur2(b"7") & 0x7FFFFFFF) % 6      # kafka-python's default partitioner
     schema, record = Decoder(STORE).decode(value)
     assert schema.type == "click" and record["id"] == "e7" and record["input"] == "replay"
 

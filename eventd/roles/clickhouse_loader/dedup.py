@@ -46,7 +46,8 @@ def envelope_id(data: bytes) -> bytes:
 class RecentIds:
     """The event ids seen at the last ``size`` offsets of one partition.
 
-    Memory: about 150 bytes per message remembered (the id, its offset, a dict entry).
+    Memory: about 170 bytes per message remembered with a 36-character id (the id, its offset,
+    a dict entry; measured).
     """
 
     def __init__(self, size: int) -> None:

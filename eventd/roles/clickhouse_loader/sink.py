@@ -96,10 +96,10 @@ class ClickHouseSink:
         self.table.ready()
         self._record(parts, loop)
         failpoint("clickhouse_loader.after_record")
-        for tp, part in parts:
+        for _, part in parts:
             self.table.insert(part.items)
             EVENTS_OUT.labels(self.role, self.name).inc(len(part.items))
-        failpoint("clickhouse_loader.after_insert")
+            failpoint("clickhouse_loader.after_insert")
 
     def close(self) -> None:
         self.table.close()

@@ -157,5 +157,5 @@ class BodyBudget:
 
     def cancel(self, granted: Callable[[], None]) -> None:
         """Forget a waiter (its connection closed)."""
-        self._waiters = deque(w for w in self._waiters if w[1] is not granted)
+        self._waiters = deque(w for w in self._waiters if w[1] != granted)   # bound methods: ==, not is
         self.release(0)

@@ -66,6 +66,7 @@ class DurableQueue:
         self.dir, self.segment_size, self.max_size = directory, segment_size, max_size
         self._lock = threading.Lock()
         self._data = threading.Condition(self._lock)     # readers wait here for appends
+        self._readers_waiting = 0
         self._segments: list[Segment] = []
         self._bytes = 0
         self._next = 0
@@ -148,8 +149,11 @@ class DurableQueue:
 
     def _quarantine(self, seg: Segment, data: bytes, pos: int, reason: str) -> None:
         dest = os.path.join(self.dir, "corrupt", f"{os.path.basename(seg.path)}.{pos}")
-        with open(dest, "wb") as fh:
-            fh.write(data[pos:])
+        try:
+            with open(dest, "wb") as fh:
+                fh.write(data[pos:])
+        except OSError as exc:     # a full disk must not keep the collector from starting
+            dest = f"nowhere ({exc.strerror})"
         os.truncate(seg.path, pos)
         log.error("QUEUE CORRUPTION: %s: %d bytes from offset %d are not valid records (%s) — the tail of a "
                   "write cut short by a crash or power loss; moved to %s and cut off, never sent",
@@ -166,8 +170,13 @@ class DurableQueue:
         if self._closed:
             raise QueueError("the queue is closed")
         seg = self._segments[-1]
-        if seg.size >= self.segment_size:
-            seg = self._roll()
+        if seg.size >= self.segment_size or seg.fd < 0:
+            try:
+                seg = self._roll()
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise QueueFull(f"the disk of {self.dir} is full: {exc.strerror}") from None
+                raise QueueError(f"cannot start a new segment in {self.dir}: {exc.strerror}") from None
         seq = self._next
         parts: list[bytes] = []
         add = parts.append
@@ -185,7 +194,8 @@ class DurableQueue:
             seg.size += len(blob)
             seg.next_seq = self._next = seq
             self._bytes += len(blob)
-            self._data.notify_all()
+            if self._readers_waiting:
+                self._data.notify_all()
         return seq
 
     def _write(self, seg: Segment, blob: bytes) -> None:
@@ -206,13 +216,17 @@ class DurableQueue:
             # The partial batch stays in the file; readers stop at seg.size and recovery cuts it off.
             log.error("queue %s: cannot cut off a failed write (%s, then %s): starting a new segment",
                       seg.path, exc.strerror, again.strerror)
-            self._roll()
+            try:
+                self._roll()
+            except OSError:
+                pass        # the segment has no write fd now: the next append tries again
 
     def _roll(self) -> Segment:
         """Start a new segment at the next seq; the old write fd goes to the syncer."""
         old = self._segments[-1]
         with self._lock:
-            self._retired.append(old.fd)
+            if old.fd >= 0:
+                self._retired.append(old.fd)
             old.fd = -1
         return self._new_segment()
 
@@ -273,7 +287,11 @@ class DurableQueue:
         with self._lock:
             if self._next > after:
                 return True
-            self._data.wait(timeout)
+            self._readers_waiting += 1
+            try:
+                self._data.wait(timeout)
+            finally:
+                self._readers_waiting -= 1
             return self._next > after
 
     def wake_readers(self) -> None:
@@ -314,8 +332,9 @@ class DurableQueue:
                 self._dir_dirty = True
             try:
                 os.unlink(seg.path)
-            except FileNotFoundError:
-                pass
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("queue %s: cannot delete %s: %s", self.dir, seg.path, exc.strerror)
 
     # ------------------------------------------------------------------ closing
 

@@ -35,6 +35,7 @@ READ_BATCH = 2000
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 STATS_INTERVAL = 1.0
 RECONNECT_AFTER = 3
+COALESCE = 0.002            # seconds the sender waits after new data arrived in an idle queue
 
 
 class ProducerLike(Protocol):
@@ -160,7 +161,10 @@ class Sender:
                 continue
             records = self._pending or reader.read(min(READ_BATCH, self._max_events - self._in_flight))
             if not records:
-                self.queue.wait_for_data(reader.position, 0.05)
+                if self.queue.wait_for_data(reader.position, 0.05):
+                    # Let a trickle of events gather (Kafka batches for `linger` anyway): one cycle
+                    # for many events, and fewer wake-ups competing with the inputs for the GIL.
+                    self._stop.wait(COALESCE)
                 continue
             self._send_all(records)
 
@@ -181,7 +185,7 @@ class Sender:
                               partition=partitions.partition(r.topic, r.key))
             except Exception as exc:
                 self._pending = records[i:]
-                self._send_failed(exc)
+                self._send_failed(exc, r.topic)
                 return
             self._in_flight += 1
             self._in_flight_bytes += size
@@ -224,10 +228,10 @@ class Sender:
             self.tracker.settle_range(start, end)
         reader.lost.clear()
 
-    def _send_failed(self, exc: Exception) -> None:
+    def _send_failed(self, exc: Exception, topic: str) -> None:
         self._send_errors += 1
-        log.warning("cannot send to Kafka (%s: %s); %d events wait in the queue", type(exc).__name__, exc,
-                    self.unacked)
+        log.warning("cannot send to Kafka topic %s (%s: %s; if the topic does not exist, `eventd setup` creates "
+                    "it); %d events wait in the queue", topic, type(exc).__name__, exc, self.unacked)
         stats.KAFKA_ERRORS.inc()
         if self._send_errors >= RECONNECT_AFTER:
             # The producer may be in a state it does not leave (fatal idempotence error): start a new one.

@@ -49,8 +49,7 @@ class Syncer:
         return self.policy == "always"
 
     def start(self) -> None:
-        if self.policy != "never":
-            self._thread.start()
+        self._thread.start()        # under ``never`` too: it closes the files of rolled segments
 
     def when_synced(self, seq: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from the syncer thread, or now) once every record below ``seq`` is on disk."""
@@ -67,7 +66,7 @@ class Syncer:
                 if self.policy == "always":   # at once for waiters, and every interval for the others
                     self._cond.wait_for(lambda: self._waiters or self._stopping, self.interval)
                 else:
-                    self._cond.wait_for(lambda: self._stopping, self.interval)
+                    self._cond.wait_for(lambda: self._stopping, self.interval if self.policy == "interval" else 1.0)
                 stopping = self._stopping
             self.sync()
             if stopping:
@@ -78,10 +77,11 @@ class Syncer:
         end, fds, retired, dir_dirty = self.queue.sync_work()
         if end > self._synced or retired or dir_dirty:
             try:
-                for fd in fds:
-                    os.fdatasync(fd)
-                if dir_dirty:
-                    fsync_dir(self.queue.dir)
+                if self.policy != "never" or self._stopping:
+                    for fd in fds:
+                        os.fdatasync(fd)
+                    if dir_dirty:
+                        fsync_dir(self.queue.dir)
             except OSError as exc:
                 # The data is still in the page cache (safe from a process crash); say so loudly.
                 log.error("queue %s: fsync failed: %s — events answered since the last good fsync would "

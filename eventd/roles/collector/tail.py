@@ -42,6 +42,9 @@ GONE_POLLS = 3             # polls at the end of a file no longer matched before
 LOG_EVERY = 10.0
 
 
+Position = tuple[int, int, int, int]     # offset, generation, head length, head checksum
+
+
 @dataclass
 class TailedFile:
     """A followed file. ``offset`` is just after the last line taken into the queue."""
@@ -56,12 +59,16 @@ class TailedFile:
     fd: int = -1
     discarding: int = 0        # > 0: bytes of an over-long line skipped so far
     gone_polls: int = 0
-    pending: list[tuple[int, int, int]] = field(default_factory=list)   # (queue end seq, offset, gen) to save
-    saved: tuple[int, int] = (0, 0)                                     # (offset, gen) saved or to save
+    pending: list[tuple[int, "Position"]] = field(default_factory=list)   # (queue end seq, position) to save
+    saved: "Position" = (0, 0, 0, 0)                                      # what the positions file says
 
     @property
     def key(self) -> str:
         return f"{self.dev}:{self.ino}"
+
+    @property
+    def position(self) -> "Position":
+        return self.offset, self.gen, self.head_len, self.head_crc
 
 
 class Tailer:
@@ -94,10 +101,9 @@ class Tailer:
         synced = self.syncer.synced
         for f in self.files.values():
             while f.pending and f.pending[0][0] <= synced:
-                _, offset, gen = f.pending.pop(0)
-                f.saved = (offset, gen)
+                f.saved = f.pending.pop(0)[1]
         doc = {"files": [{"key": f.key, "path": f.path, "offset": f.saved[0], "gen": f.saved[1],
-                          "head_len": f.head_len, "head_crc": f.head_crc} for f in self.files.values()]}
+                          "head_len": f.saved[2], "head_crc": f.saved[3]} for f in self.files.values()]}
         tmp = self.cfg.positions + ".tmp"
         try:
             os.makedirs(os.path.dirname(self.cfg.positions) or ".", exist_ok=True)
@@ -159,7 +165,7 @@ class Tailer:
             f.head_len, f.head_crc = saved["head_len"], saved["head_crc"]
         elif self._first_start and self.cfg.start_at == "end":
             f.offset = self._end_of_last_line(f, st.st_size)
-        f.saved = (f.offset, f.gen)
+        f.saved = f.position
         self.files[key] = f
         log.info("tail: following %s from offset %d", path, f.offset)
 
@@ -215,7 +221,7 @@ class Tailer:
         log.warning("tail: %s was truncated or replaced (size %d, read position %d): reading it again from "
                     "the start", f.path, size, f.offset)
         f.offset, f.gen, f.discarding, f.head_len, f.head_crc = 0, f.gen + 1, 0, 0, 0
-        f.pending.append((0, 0, f.gen))
+        f.pending.append((0, f.position))
 
     def _take(self, f: TailedFile, data: bytes) -> int | None:
         """Ingest the complete lines at the start of ``data`` (read at ``f.offset``); returns the bytes
@@ -260,9 +266,9 @@ class Tailer:
             head = os.pread(f.fd, min(HEAD_BYTES, f.offset), 0)
             f.head_len, f.head_crc = len(head), crc32c(head)
         if end_seq:
-            f.pending.append((end_seq, f.offset, f.gen))
+            f.pending.append((end_seq, f.position))
         elif not f.pending:
-            f.saved = (f.offset, f.gen)
+            f.saved = f.position
 
     def _event_id(self, f: TailedFile, start: int, line: Line) -> str:
         h = hashlib.blake2b(digest_size=16)

@@ -57,7 +57,8 @@ def main(ctx: RoleContext) -> None:
     sink = HdfsSink(h, reader, staging, Publisher(client, h.base_dir), ctx.role)
     producer = Producer(cfg.kafka, f"{ctx.role}-{ctx.slot}")
     settings = LoopSettings(ctx.role, event_topics(cfg, ctx.schemas), BATCH_ITEMS, BATCH_AGE,
-                            drain_timeout=max(1.0, min(30.0, cfg.daemon.stop_timeout * 0.75)))
+                            drain_timeout=max(1.0, min(30.0, cfg.daemon.stop_timeout * 0.75)),
+                            backoff_initial=h.retry_backoff, backoff_max=h.retry_backoff_max)
     loop = ConsumerLoop(settings, new_consumer(cfg.kafka, f"{ctx.role}-{ctx.slot}", h.group_id), sink,
                         DeadLetter(producer, t.dead_letter, ctx.role), InvalidLimit(h.dead_letter))
     try:

@@ -10,7 +10,7 @@ incident stay in order)::
 
     {"kind": "alert" | "resolved", "incident": "traffic-host-1700000040000-1a2b3c4d",
      "rule": "traffic-host", "rule_kind": "traffic", "key": "web-07", "severity": "warning",
-     "summary": "traffic drop: host=web-07: 3 all events in the last 5m, expected 1200 (-100%)",
+     "summary": "traffic drop: host=web-07: 3 events in the last 5m, expected 1200 (-100%)",
      "opened": 1700000040000, "at": 1700000040000,          # data times, epoch ms
      "time": "2023-11-14T22:14:00Z", "emitted": "2023-11-14T22:14:11Z", "source": "monitor-host",
      "details": {...rule-specific numbers...}}

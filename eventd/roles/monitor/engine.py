@@ -39,9 +39,10 @@ class Monitor:
                  clock: Clock = time.time) -> None:
         self.cfg, self.rules, self.outputs, self.clock = cfg, rules, outputs, clock
         self.book = IncidentBook(cfg.max_incidents)
-        self.book.restore([i for i in state.incidents if i.rule in {r.name for r in rules}])
+        names = {r.name for r in rules}                # a rule removed from the config is forgotten
+        self.book.restore([i for i in state.incidents if i.rule in names])
         outputs.recent.extend(state.recent)
-        self.judged = dict(state.evaluated)           # rule -> last step boundary judged and delivered
+        self.judged = {k: v for k, v in state.evaluated.items() if k in names}   # last step judged and delivered
         self.watermark = Watermark(_ms(cfg.settle), _ms(cfg.idle_after), self._now_ms())
         self.data_start: int | None = None
         self._last: dict[str, int] = {}               # rule -> last step boundary passed
@@ -91,8 +92,7 @@ class Monitor:
         step = rule.step_ms
         last = self._last.get(rule.name)
         if last is None:
-            first = max(self.data_start + rule.span_ms, self.judged.get(rule.name, -1) + 1)
-            last = -(-first // step) * step - step       # the step before the first complete one
+            last = self._first_step(rule) - step
         for _ in range(MAX_STEPS_PER_TICK):
             boundary = last + step
             if boundary > t:
@@ -100,6 +100,18 @@ class Monitor:
             self._judge(rule, boundary)
             last = boundary
         self._last[rule.name] = last
+
+    def _first_step(self, rule: Rule) -> int:
+        """The first step boundary to judge: after the recorded ones, with a whole span of data read."""
+        assert self.data_start is not None
+        step, judged = rule.step_ms, self.judged.get(rule.name)
+        covered = -(-(self.data_start + rule.span_ms) // step) * step
+        if judged is None or covered > judged + step:
+            if judged is not None:
+                log.warning("rule %s: the steps from %s to %s are not judged: the monitor was down longer "
+                            "than max_catch_up", rule.name, iso(judged + step), iso(covered - step))
+            return covered
+        return judged + step
 
     def _judge(self, rule: Rule, boundary: int) -> None:
         started = time.monotonic()

@@ -106,7 +106,7 @@ class TrafficRule(Rule):
         b = _ms(cfg.baseline) // self.step_ms
         self.counts = BucketCounts(self.step_ms, {"now": (-self._w, 0), "base": (-self._w - b, -self._w)}, max_keys)
         self._scale = self._w / b      # baseline sum -> expected count in one window
-        self._what = "/".join(cfg.event_types) or "all"
+        self._what = "/".join(cfg.event_types) + " events" if cfg.event_types else "events"
 
     def _count(self, obs: Observation, key: str, t_ms: int) -> None:
         self._counted(self.counts.add(t_ms, key))
@@ -141,7 +141,7 @@ class TrafficRule(Rule):
         else:
             return None
         change = (n - expected) / expected * 100
-        summary = (f"traffic {direction}: {self._label(key)}: {n} {self._what} events in the last "
+        summary = (f"traffic {direction}: {self._label(key)}: {n} {self._what} in the last "
                    f"{self._window_text()}, expected {expected:.0f} ({change:+.0f}%)")
         return Finding(summary, {"direction": direction, "by": c.by, "key": key, "count": n,
                                  "expected": round(expected, 3), "z": round(z, 2)})

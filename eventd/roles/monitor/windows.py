@@ -11,9 +11,8 @@ An event arriving late for a bucket already inside a range updates that range's 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Hashable
 
-Key = Hashable
+Key = str      # rules turn every field value into text, so incident keys and JSON agree
 OTHER = "(other)"     # counts of keys that arrived once a bucket already held max_keys keys
 
 
