@@ -4,8 +4,8 @@
 
 The roles do their work in several threads (the collector's intake, sender and syncer; the
 Kafka client's I/O thread), and cProfile sees only the thread it was enabled in. So each thread
-gets its own profiler (``threading.setprofile`` is too late for threads already started; we
-wrap ``Thread.run`` before eventd is imported) and all are merged into OUT when the program
+gets its own profiler (we wrap ``Thread._bootstrap_inner`` before eventd is imported; wrapping
+``run`` would miss subclasses that override it) and all are merged into OUT when the program
 exits (after SIGTERM: the role stops gracefully and returns).
 
 (py-spy was tried first: it cannot read this machine's pyenv-built interpreter — "Failed to
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import cProfile
 import io
+import os
 import pstats
 import runpy
 import sys
@@ -26,9 +27,10 @@ _lock = threading.Lock()
 
 
 def _install() -> None:
-    original = threading.Thread.run
+    # _bootstrap_inner, not run: subclasses (the roles' worker threads) override run().
+    original = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
-    def run(self: threading.Thread) -> None:
+    def bootstrap(self: threading.Thread) -> None:
         prof = cProfile.Profile()
         with _lock:
             _profiles.append(prof)
@@ -38,7 +40,7 @@ def _install() -> None:
         finally:
             prof.disable()
 
-    threading.Thread.run = run  # type: ignore[method-assign]
+    threading.Thread._bootstrap_inner = bootstrap  # type: ignore[attr-defined]
 
 
 def _dump(out: str) -> None:
@@ -55,22 +57,26 @@ def _dump(out: str) -> None:
         stats.dump_stats(out)
 
 
-def top_costs(path: str, n: int = 12, skip: tuple[str, ...] = ("threading.py", "{method 'acquire'",
-                                                              "{built-in method time.sleep", "selectors.py",
-                                                              "{method 'poll' of 'select.epoll'",
-                                                              "{method 'wait'")) -> str:
-    """The ``n`` functions with the most time of their own (tottime), waits left out."""
+WAITS = ("threading.py", "method 'acquire'", "built-in method time.sleep", "selectors.py",
+         "method 'poll' of 'select", "method 'select' of 'select", "method 'wait'", "method 'recv", "method 'get' of '_queue",
+         "method 'release'")
+
+
+def top_costs(path: str, n: int = 12, skip: tuple[str, ...] = WAITS) -> str:
+    """The ``n`` functions with the most time of their own (tottime); waiting (locks, poll, sleep,
+    recv) is left out of the list and of the total the percentages are of."""
     s = pstats.Stats(path)
-    total = sum(v[2] for v in s.stats.values())  # type: ignore[attr-defined]
     rows = []
     for (file, line, func), (cc, nc, tt, ct, _) in s.stats.items():  # type: ignore[attr-defined]
-        name = f"{func}" if file == "~" else f"{file.split('site-packages/')[-1].split('/work/main/')[-1]}:{line}({func})"
+        where = file.split("site-packages/")[-1].split("/work/main/")[-1].split("/lib/python3.11/")[-1]
+        name = f"{func}" if file == "~" else f"{where}:{line}({func})"
         if any(k in name for k in skip):
             continue
         rows.append((tt, ct, nc, name))
     rows.sort(reverse=True)
+    total = sum(r[0] for r in rows) or 1.0
     buf = io.StringIO()
-    buf.write("| own time % | own s | incl. s | calls | function |\n|---:|---:|---:|---:|---|\n")
+    buf.write("| % of busy time | own s | incl. s | calls | function |\n|---:|---:|---:|---:|---|\n")
     for tt, ct, nc, name in rows[:n]:
         buf.write(f"| {100 * tt / total:.1f} | {tt:.2f} | {ct:.2f} | {nc:,} | `{name}` |\n")
     return buf.getvalue()
@@ -84,6 +90,7 @@ def main() -> None:
     with _lock:
         _profiles.append(main_prof)
     sys.argv = [module, *args]
+    sys.path.insert(0, os.getcwd())   # as `python -m` does; our own directory (bench/) is sys.path[0]
     main_prof.enable()
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 from pathlib import Path
 
 import avro.io
 import avro.schema
-from test_collector_support import (TYPES, Collector, Sent, assert_delivered, collector_settings, event,
-                                    read_kafka)
+from test_collector_support import STORE, Collector, Sent, assert_delivered, collector_settings, event, read_kafka
 
+from eventd.config import load_config
+from eventd.event.codec import encode
+from eventd.event.envelope import EventParser
 from eventd.roles.collector.queue import DurableQueue
 from eventd.roles.collector.records import payload
-from eventd.event.codec import encode
-from harness import SCHEMAS, RoleProcess, TestEnv, wait_for
+from harness import SCHEMAS, RoleProcess, TestEnv, consume_all, wait_for
 
 
 LONG = b'{"type": "click", "time": 1767268800, "pad": "' + b"x" * (1 << 20) + b'"}'
@@ -50,8 +50,8 @@ def test_every_input_delivers_each_event_once_money_exact(env: TestEnv, processe
     c.datagrams(batch("udp", 20))
     c.datagrams(batch("dgram", 20), unix=True)
     (logs / "app.log").write_bytes(b"".join(x + b"\n" for x in batch("tail", 30)))
-    wait_for(lambda: (c.health() or {}).get("unacked_events") == 0 and len(read_kafka(env, len(sent), 5)) >= len(sent),
-             60, "every input's events in Kafka")
+    wait_for(lambda: (c.health() or {}).get("unacked_events") == 0
+             and len(read_kafka(env, len(sent), 5)) >= len(sent), 60, "every input's events in Kafka")
     got = assert_delivered(env, sent)
     inputs = {r["id"].split("-")[-2]: r["input"] for _, _, r in got}
     assert inputs == {"http": "http", "httpjson": "http", "tcp": "tcp", "unix": "unix", "udp": "udp",
@@ -68,7 +68,7 @@ def test_messages_decode_with_the_official_avro_library(env: TestEnv, processes:
     c.start()
     raw, s = event(1, env.id, type_="click", cost="0.123456", country="DE", referrer="x.com")
     assert c.post([raw])[1]["accepted"] == 1
-    (m,) = [m for m in __import__("harness").consume_all([env.topic("click")], 1, 30)]
+    (m,) = consume_all([env.topic("click")], 1, 30)
     schema = avro.schema.parse((SCHEMAS / "click.v1.avsc").read_text())
     assert m.value[:2] == b"\xc3\x01" and m.value[2:10] == schema.fingerprint("CRC-64-AVRO")
     rec = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(m.value[10:])))
@@ -84,7 +84,8 @@ def test_bad_lines_are_rejected_with_reasons_while_good_ones_arrive(env: TestEnv
         (b'{"type": "click", "time": 1767268800, "cost": -5}', "cost: money must not be negative, got -5"),
         (b'{"type": "click", "time": 1767268800, "cost": NaN}', "not valid JSON: NaN is not allowed"),
         (b'{"type": "click", "time": 1767268800, "cost": "ten"}', "cost: money must be a number, got 'ten'"),
-        (b'{"type": "click", "time": 1767268800, "cost": 0.0000001}', "cost: money 1E-7 has more than 6 decimal places"),
+        (b'{"type": "click", "time": 1767268800, "cost": 0.0000001}',
+         "cost: money 1E-7 has more than 6 decimal places"),
         (b'{"type": "click", "time": 1767268800, "campaign_id": 99999999999999999999}',
          "campaign_id: 99999999999999999999 overflows a long"),
         (b'{"time": 1767268800}', "type: missing"),
@@ -138,9 +139,6 @@ def test_a_retired_slots_queue_is_delivered_and_removed(env: TestEnv, processes:
     c.ensure_topics()
     retired = Path(settings["collector"]["queue"]["dir"]) / "slot-3"
     q = DurableQueue.open(str(retired), 1 << 20, 64 << 20)
-    from eventd.config import load_config
-    from eventd.event.envelope import EventParser
-    from test_collector_support import STORE
     cfg = load_config(str(c.config))
     parser = EventParser(STORE, cfg.events, cfg.kafka.topics.prefix, cfg.kafka.topics.partitions, "oldhost")
     sent = []
@@ -162,7 +160,6 @@ def test_graceful_stop_leaves_nothing_behind(env: TestEnv, processes: list[RoleP
     c.start()
     lines, sent = zip(*(event(i, env.id) for i in range(200)))
     assert c.post(list(lines))[1]["accepted"] == 200
-    assert c.proc.terminate() == 0
+    assert c.proc.terminate() == 0      # SIGTERM
     assert "every accepted event is in Kafka" in c.proc.log()
     assert_delivered(env, list(sent))
-    assert signal.SIGTERM   # the stop above was a SIGTERM (RoleProcess.terminate)

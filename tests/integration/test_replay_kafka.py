@@ -109,7 +109,7 @@ def test_file_with_bad_lines_gives_exact_events_and_rejects_and_a_rerun_changes_
 def test_kill_9_in_the_middle_then_rerun_sends_every_event_and_resends_only_the_unrecorded_tail(
         env: TestEnv, processes: list[RoleProcess]) -> None:
     config, store = prepare(env)
-    exp = generate(str(env.tmp / "big.json"), 20000, seed=3)
+    exp = generate(str(env.tmp / "big.json"), 10000, seed=3)
     proc = RoleProcess(env, ["replay", str(env.tmp / "big.json")], config, "replay1")
     processes.append(proc)
     ledger_dir = env.tmp / "state" / "replay"
@@ -153,7 +153,7 @@ def test_clean_file_exits_0_and_missing_topics_fail_before_sending(env: TestEnv)
 def test_ctrl_c_in_the_middle_then_rerun_gives_exactly_one_copy_of_each_event(
         env: TestEnv, processes: list[RoleProcess]) -> None:
     config, store = prepare(env)
-    exp = generate(str(env.tmp / "big.json.gz"), 20000, seed=4)
+    exp = generate(str(env.tmp / "big.json.gz"), 10000, seed=4)
     proc = RoleProcess(env, ["replay", str(env.tmp / "big.json.gz")], config, "replay1")
     processes.append(proc)
     ledger_dir = env.tmp / "state" / "replay"

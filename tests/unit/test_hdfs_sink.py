@@ -190,6 +190,11 @@ def done(consumer: FakeConsumer, logs: dict[TopicPartition, list[bytes]]) -> Cal
     return check
 
 
+def _records(values: list[bytes]) -> list[dict]:
+    from eventd.event.codec import Decoder
+    return [Decoder(STORE).decode(v)[1] for v in values]
+
+
 def check_exactly_once(hdfs: FakeHdfs, logs: dict[TopicPartition, list[bytes]], expected: dict[str, int]) -> None:
     files = hdfs.final()
     ids = collections.Counter(r["id"] for recs in files.values() for r in recs)
@@ -395,3 +400,29 @@ def test_staging_write_error_is_not_silent(tmp_path: Path) -> None:
     assert "staging" in str(run.error)
     assert not any(c.offset for c in consumer.committed_offsets.values())
 
+
+
+def test_a_failed_flush_keeps_its_record_when_an_earlier_one_is_committed(tmp_path: Path) -> None:
+    """Flush 1 placed, flush 2 recorded then failing: the commit of flush 1's end must not wipe
+    flush 2's record, or a crash now would regenerate flush 2 with other boundaries."""
+    many, _ = make_logs(400, seed=9)
+    logs = {tp: many[tp] if tp == TPS[0] else [] for tp in TPS}     # one partition: its flushes in a row
+    expected = {r["id"]: r["cost"] for r in _records(logs[TPS[0]])}
+    hdfs = FakeHdfs()
+    counter: collections.Counter = collections.Counter()
+
+    def fail(op: str, path: str) -> None:
+        if op == "create" and "+0000000000+" not in path:     # a file of the second flush
+            counter[op] += 1
+            raise HdfsUnavailable("DataNode leg timed out") if counter[op] == 1 else Killed("retrying")
+    hdfs.fail = fail
+    first = FakeConsumer(logs)
+    run = Run(tmp_path, hdfs, first, config(upload_parallelism=1, roll_size=1024, retry_backoff=0.2),
+              "p1").until(done(first, logs))
+    assert counter["create"] == 2
+    assert first.committed_offsets[TPS[0]].metadata, "the second flush's record is still committed"
+    assert isinstance(run.error, Killed)
+    hdfs.fail = lambda o, p: None
+    second = FakeConsumer(logs, committed=dict(first.committed_offsets))
+    Run(tmp_path, hdfs, second, config(roll_size=1 << 20, roll_age=0.05), "p2").until(done(second, logs))
+    check_exactly_once(hdfs, logs, expected)

@@ -17,11 +17,11 @@ from eventd.config.clickhouse import INTEGER_TYPES, ColumnMapping
 from eventd.config.common import EventsConfig
 from eventd.errors import CannotStart, InvalidEvent
 from eventd.event.money import format_micros, to_micros
-from eventd.event.schemas import SchemaEntry, SchemaStore
+from eventd.event.schemas import FieldSpec, SchemaEntry, SchemaStore
 from eventd.kafka.batch import Message
 
 Row = tuple[Any, ...]
-Convert = Callable[[Any, bool], Any]   # (value, came from the extra map as text) -> column value
+Convert = Callable[[Any], Any]   # field value (None if absent) -> column value; raises InvalidEvent
 
 # (column, ClickHouse type), written exactly as system.columns reports them. No column
 # comments: 18.16 refuses a Replicated table with them ("structure in ZooKeeper is too different").
@@ -40,6 +40,7 @@ def _int_range(typ: str) -> tuple[int, int]:
 
 
 _INT_RANGE = {t: _int_range(t) for t in INTEGER_TYPES}
+_AVRO_RANGE = {"int": _INT_RANGE["Int32"], "long": _INT_RANGE["Int64"]}
 _DATETIME_MAX = 2 ** 32 - 1          # DateTime is UInt32 seconds: 1970-01-01 .. 2106-02-07
 _INTEGER_TEXT = re.compile(r"^\s*-?\d{1,20}\s*$")
 _JSON_BOOLEANS = {"true": 1, "false": 0}
@@ -49,8 +50,8 @@ _JSON_BOOLEANS = {"true": 1, "false": 0}
 class _Plan:
     """How one writer schema's records become rows (computed once per schema version)."""
 
-    sources: tuple[tuple[str, bool], ...]     # per configured column: (field, read from the extra map)
-    unmapped: tuple[tuple[str, bool], ...]    # payload fields without a column: (field, is money)
+    steps: tuple[tuple[bool, str, Convert], ...]   # per configured column: (from the extra map, field, convert)
+    unmapped: tuple[tuple[str, bool], ...]          # payload fields without a column: (field, is money)
 
 
 class RowMapper:
@@ -58,7 +59,6 @@ class RowMapper:
 
     def __init__(self, columns: tuple[ColumnMapping, ...]) -> None:
         self.columns = columns
-        self._convert: tuple[Convert, ...] = tuple(_converter(c) for c in columns)
         self._mapped_fields = frozenset(c.field for c in columns)
         self._plans: dict[bytes, _Plan] = {}
 
@@ -83,9 +83,7 @@ class RowMapper:
         """The row for ``record`` (written with ``entry``) read from ``msg``."""
         plan = self._plans.get(entry.fingerprint) or self._plan(entry)
         extra: dict[str, str] = record.get("extra") or {}
-        values = []
-        for (field, in_extra), convert in zip(plan.sources, self._convert):
-            values.append(convert(extra.get(field) if in_extra else record.get(field), in_extra))
+        values = [convert((extra if in_extra else record).get(field)) for in_extra, field, convert in plan.steps]
         keys, texts = _extras(record, extra, plan, self._mapped_fields)
         return (record["id"], record["type"], _seconds(record["time"]), record["time"], record["received"],
                 record["host"], record["input"], record["schema_version"], *values, keys, texts,
@@ -93,7 +91,8 @@ class RowMapper:
 
     def _plan(self, entry: SchemaEntry) -> _Plan:
         payload = {f.name: f for f in entry.payload}
-        plan = _Plan(sources=tuple((c.field, c.field not in payload) for c in self.columns),
+        plan = _Plan(steps=tuple((c.field not in payload, c.field, _converter(c, payload.get(c.field)))
+                                 for c in self.columns),
                      unmapped=tuple((f.name, f.money) for f in entry.payload if f.name not in self._mapped_fields))
         self._plans[entry.fingerprint] = plan
         return plan
@@ -124,27 +123,53 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _converter(c: ColumnMapping) -> Convert:
+def _converter(c: ColumnMapping, source: FieldSpec | None) -> Convert:
+    """The conversion of column ``c``'s value, specialised for its source: a payload field of the
+    writer schema (typed by Avro), or the ``extra`` map (``source`` None: text)."""
+    avro = source.avro_type if source is not None else None
+    if avro == "string" and c.type == "String":
+        return _string_or_empty
+    if avro in _AVRO_RANGE and c.type in INTEGER_TYPES:
+        return _avro_integer(c, _AVRO_RANGE[avro])
     if c.type in INTEGER_TYPES:
-        return _integer(c)
+        return _integer(c, from_extra=source is None)
     if c.type.startswith("Float"):
         return _float(c)
-    return lambda value, _in_extra: "" if value is None else _text(value)
+    return lambda value: "" if value is None else _text(value)
 
 
-def _integer(c: ColumnMapping) -> Convert:
+def _string_or_empty(value: str | None) -> str:
+    return "" if value is None else value
+
+
+def _avro_integer(c: ColumnMapping, avro_range: tuple[int, int]) -> Convert:
+    """An Avro int/long (money fields already in micro-units): only a narrower column needs a check."""
     lo, hi = _INT_RANGE[c.type]
+    if lo <= avro_range[0] and avro_range[1] <= hi:
+        return lambda value: 0 if value is None else value
 
-    def convert(value: Any, in_extra: bool) -> int:
+    def convert(value: int | None) -> int:
         if value is None:
             return 0
-        if in_extra and c.money:
+        if not lo <= value <= hi:
+            raise InvalidEvent(f"{value} is out of range of column {c.column} {c.type} ({lo}..{hi})", c.field)
+        return value
+    return convert
+
+
+def _integer(c: ColumnMapping, from_extra: bool) -> Convert:
+    lo, hi = _INT_RANGE[c.type]
+
+    def convert(value: Any) -> int:
+        if value is None:
+            return 0
+        if from_extra and c.money:
             number = to_micros(value, c.field)          # decimal text in units, like the JSON input
         elif isinstance(value, int):                    # bool is an int: True -> 1
             number = int(value)
         elif isinstance(value, str) and _INTEGER_TEXT.match(value):
             number = int(value)
-        elif in_extra and value in _JSON_BOOLEANS:      # the extra map holds JSON true/false as text
+        elif from_extra and value in _JSON_BOOLEANS:    # the extra map holds JSON true/false as text
             number = _JSON_BOOLEANS[value]
         else:
             raise InvalidEvent(f"{value!r} is not an integer (column {c.column} {c.type})"[:200], c.field)
@@ -155,7 +180,7 @@ def _integer(c: ColumnMapping) -> Convert:
 
 
 def _float(c: ColumnMapping) -> Convert:
-    def convert(value: Any, _in_extra: bool) -> float:
+    def convert(value: Any) -> float:
         if value is None:
             return 0.0
         try:

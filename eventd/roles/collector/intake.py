@@ -20,7 +20,7 @@ from eventd.errors import InvalidEvent
 from eventd.event.codec import encode
 from eventd.event.envelope import EventParser
 from eventd.roles.collector import stats
-from eventd.roles.collector.lines import Line
+from eventd.roles.collector.lines import Line, TooLong
 from eventd.roles.collector.queue import DurableQueue, QueueError
 from eventd.roles.collector.records import payload
 
@@ -83,8 +83,7 @@ class Intake:
         add = records.append
         for n, line in enumerate(lines, first_line):
             if type(line) is not bytes:
-                self._reject(out, n, InvalidEvent(f"line of {line.size} bytes is over the limit of "  # type: ignore[union-attr]
-                                                  f"{self._parser.events.max_line_size}"))
+                self._reject(out, n, self._too_long(line))  # type: ignore[arg-type]
                 continue
             if not line or line.isspace():
                 continue
@@ -98,6 +97,9 @@ class Intake:
         if records:
             self._append(out, records, input_name)
         return out
+
+    def _too_long(self, line: TooLong) -> InvalidEvent:
+        return InvalidEvent(f"line of {line.size} bytes is over the limit of {self._parser.events.max_line_size}")
 
     def _append(self, out: Outcome, records: list[bytes], input_name: str) -> None:
         try:

@@ -16,13 +16,16 @@ from kafka.partitioner.default import murmur2
 CACHE_KEYS = 100_000        # per topic; cleared when full (keys like event ids never repeat)
 RECHECK_SECONDS = 30.0      # partitions added to a topic are noticed within this time
 
+_Entry = tuple[list[int], dict[bytes, int], float]    # sorted partition ids, key → partition, recheck time
+
 
 class Partitions:
     """``partition(topic, key)``; ``lookup(topic)`` returns the topic's partition ids (may block)."""
 
-    def __init__(self, lookup: Callable[[str], set[int] | None], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, lookup: Callable[[str], set[int] | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lookup, self._clock = lookup, clock
-        self._topics: dict[str, tuple[list[int], dict[bytes, int], float]] = {}
+        self._topics: dict[str, _Entry] = {}
 
     def partition(self, topic: str, key: bytes) -> int:
         entry = self._topics.get(topic)
@@ -37,7 +40,7 @@ class Partitions:
             p = cache[key] = ids[(murmur2(key) & 0x7FFFFFFF) % len(ids)]
         return p
 
-    def _refresh(self, topic: str, old: tuple[list[int], dict[bytes, int], float] | None):  # type: ignore[no-untyped-def]
+    def _refresh(self, topic: str, old: _Entry | None) -> _Entry:
         found = self._lookup(topic)
         if not found:
             raise LookupError(f"topic {topic} has no partitions known to the producer")

@@ -77,7 +77,8 @@ class Server:
                                  "unix_datagram")
 
     def _http_protocol(self) -> HttpProtocol:
-        return HttpProtocol(self.connections, self.intake, self.syncer, self.budget, self.status, self.cfg.max_body_size)
+        return HttpProtocol(self.connections, self.intake, self.syncer, self.budget, self.status,
+                            self.cfg.max_body_size)
 
     def _stream_protocol(self, name: str) -> StreamProtocol:
         return StreamProtocol(self.connections, self.intake, self.syncer, name, self.max_line)
@@ -88,7 +89,8 @@ class Server:
         log.info("listening on %s", _name(sock))
 
     async def _datagram(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, name: str) -> None:
-        transport, protocol = await loop.create_datagram_endpoint(lambda: DatagramProtocol(self.intake, name), sock=sock)
+        transport, protocol = await loop.create_datagram_endpoint(lambda: DatagramProtocol(self.intake, name),
+                                                                  sock=sock)
         self._datagrams.append((transport, protocol))  # type: ignore[arg-type]
         log.info("receiving datagrams on %s", _name(sock))
 

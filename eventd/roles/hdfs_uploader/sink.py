@@ -100,7 +100,10 @@ class HdfsSink:
             if state is None:
                 continue    # revoked meanwhile: its new owner reads it again
             with _staging_io(self.staging.root):
-                state.add(part, self.staging)
+                try:
+                    state.add(part, self.staging)
+                except ValueError as exc:   # two schema families for one file: a routing error
+                    raise FatalSinkError(f"{tp.topic}/{tp.partition}: {exc}") from None
                 state.roll(self.staging, self.clock(), self.cfg.roll_size, self.cfg.roll_age)
         return self._take_durable(loop)
 
@@ -135,9 +138,9 @@ class HdfsSink:
             if not heads:
                 return
             errors = [e for e in self._pool.map(self._place, heads) if e is not None]
-            for flush in heads:
-                if all(f.placed for f in flush.files.values()):
-                    self._finish(flush)
+            finished = [f for f in heads if all(s.placed for s in f.files.values())]
+            for flush in finished:
+                self._finish(flush)
             refused = [e for e in errors if isinstance(e, HdfsRefused)]
             if refused:
                 HDFS_FAILURES.labels(self.role, "refused").inc()
@@ -146,6 +149,8 @@ class HdfsSink:
                 self._failed(errors[0])
                 return
             self._backoff = self.cfg.retry_backoff
+            if not finished:
+                return      # cannot happen; never spin
 
     def _heads(self) -> list[Flush]:
         """The oldest sealed flush of each partition, oldest first, one round's worth."""
@@ -250,8 +255,12 @@ class HdfsSink:
             state.roll(self.staging, now, self.cfg.roll_size, self.cfg.roll_age, force=force)
 
     def _take_durable(self, loop: Loop) -> dict[TopicPartition, int]:
+        """Offsets for the loop to commit (phase 3). A partition whose next flush is already
+        recorded is left out: the record committed that same offset, and a plain commit now
+        would erase the record of a flush that may be partly in HDFS."""
         durable, self._durable = self._durable, {}
-        return {tp: off for tp, off in durable.items() if tp in self.parts}
+        return {tp: off for tp, off in durable.items()
+                if tp in self.parts and self.parts[tp].recorded_end is None}
 
     def _forget_revoked(self, loop: Loop) -> None:
         assigned = loop.consumer.assignment()

@@ -80,7 +80,8 @@ class Staging:
                 self._open.append(flush)
             self._grow(flush, staged.writer.size)
         elif staged.schema is not schema:
-            raise ValueError(f"{key.type} records of two schema families in one flush")
+            raise ValueError(f"{key.type} records of two schema families ({staged.schema.type}, "
+                             f"{schema.type}) on one topic: check events.types routing")
         before = staged.writer.buffered
         self._grow(flush, staged.writer.append(body))
         self._buffered += staged.writer.buffered - before

@@ -29,7 +29,7 @@ from harness import REPO, TestEnv, wait_for
 
 NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 # Lines of one generated file: three blocks of the direct targets (10,000 lines each).
-LINES = 25_000
+LINES = 21_000
 HDFS_LINES = 12_000     # two blocks; each block is a dozen files (types × event hours), each placed slowly
 
 
