@@ -24,6 +24,7 @@ setup(
         "crc32c==2.9.post0",       # kafka-python's CRC32C in C instead of pure Python
         "zstandard==0.25.0",       # Kafka zstd compression and the zstandard Avro codec
         "prometheus-client==0.26.0",  # metrics endpoint
+        "python-snappy==0.7.3",    # the snappy Avro codec of HDFS files; the official avro reader uses it too
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3"]},
     entry_points={"console_scripts": ["eventd = eventd.cli:main"]},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A quick measurement of one collector process (the full comparison with peers is bench/run).
 
-    python3 bench/collector_quick.py tcp|http|latency [--events N] [--cpu CPU] [--profile]
+    python3 bench/collector_quick.py tcp|http|latency [--events N] [--rate R] [--cpu CPU] [--profile]
 
 Starts ``eventd role collector`` on a throw-away config (real Kafka from init/devstack: acks=all,
 idempotence, lz4; 6 partitions per topic), pinned to one core with ``taskset`` when ``--cpu`` is
@@ -9,7 +9,7 @@ given, and drives it from this process:
 
 - ``tcp``: N NDJSON lines over one connection as fast as it takes them (answers read as they come);
 - ``http``: N events as NDJSON bodies of 100 lines over 4 keep-alive connections;
-- ``latency``: N single-event requests (``application/json``) at 5,000/s on 8 connections, each
+- ``latency``: N single-event requests (``application/json``) at ``--rate`` (5,000/s) on 8 connections, each
   answer's latency measured from its scheduled send time (p50/p90/p99/max).
 
 Reports the rate at which answers came, the rate until Kafka had acknowledged every event (the
@@ -187,6 +187,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["tcp", "http", "latency"])
     ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--rate", type=float, default=5000, help="offered events/s in latency mode")
     ap.add_argument("--cpu", help="pin the collector to this core (taskset -c)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
@@ -201,7 +202,10 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
         cpu0, t0 = c.cpu_seconds(), time.perf_counter()
-        latencies = {"tcp": run_tcp, "http": run_http, "latency": run_latency}[args.mode](c, lines)
+        if args.mode == "latency":
+            latencies = run_latency(c, lines, args.rate)
+        else:
+            latencies = {"tcp": run_tcp, "http": run_http}[args.mode](c, lines)
         answered = time.perf_counter() - t0
         while (c.health() or {}).get("unacked_events") != 0:
             time.sleep(0.01)
@@ -213,7 +217,7 @@ def main() -> None:
               f"({cpu / in_kafka * 100:.0f}% of a core); load average {os.getloadavg()[0]:.1f}")
         if latencies:
             q = {p: latencies[int(p / 100 * (len(latencies) - 1))] * 1000 for p in (50, 90, 99, 100)}
-            print(f"answer latency at 5,000/s: p50 {q[50]:.2f} ms, p90 {q[90]:.2f} ms, p99 {q[99]:.2f} ms, "
+            print(f"answer latency at {args.rate:,.0f}/s offered: p50 {q[50]:.2f} ms, p90 {q[90]:.2f} ms, p99 {q[99]:.2f} ms, "
                   f"max {q[100]:.2f} ms")
         if spy is not None:
             spy.send_signal(signal.SIGINT)

@@ -70,10 +70,11 @@ class TableNames:
     columns: dict[str, str]
 
     def __getattr__(self, name: str) -> str:
-        try:
-            return self.__dict__["columns"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+        """``names.spent`` → the configured column name of logical column ``spent``."""
+        columns: dict[str, str] = self.__dict__.get("columns", {})
+        if name not in columns:
+            raise AttributeError(name)
+        return columns[name]
 
 
 # Logical columns of each table and their default names. The campaigns, per-day spend and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from eventd.config.common import DeadLetterConfig, RoleCommon, resolve_path
@@ -27,6 +28,7 @@ class HdfsUploaderConfig:
     verify_records: bool
     upload_parallelism: int
     timeout: float
+    min_upload_rate: int
     retry_backoff: float
     retry_backoff_max: float
     group_id: str
@@ -48,6 +50,7 @@ class HdfsUploaderConfig:
                   verify_records=s.get("verify_records", boolean, True),
                   upload_parallelism=s.get("upload_parallelism", integer(1, 64), 4),
                   timeout=s.get("timeout", duration, "30s"),
+                  min_upload_rate=s.get("min_upload_rate", size, "1MiB"),
                   retry_backoff=s.get("retry_backoff", duration, "1s"),
                   retry_backoff_max=s.get("retry_backoff_max", duration, "1m"),
                   group_id=s.get("group_id", nonempty_string, "eventd-hdfs"),
@@ -68,10 +71,10 @@ def _check(s: Section, cfg: HdfsUploaderConfig) -> None:
         raise s.error("staging_max_size", "must be at least block_size")
     if cfg.timeout < 0.1:
         raise s.error("timeout", "must be at least 100ms")
+    if cfg.min_upload_rate < 1024:
+        raise s.error("min_upload_rate", "must be at least 1KiB (bytes per second)")
     if cfg.retry_backoff_max < cfg.retry_backoff:
         raise s.error("retry_backoff_max", "must not be shorter than retry_backoff")
-    if cfg.codec == "snappy":
-        try:
-            import snappy  # noqa: F401  (python-snappy: the same module the official avro reader uses)
-        except ImportError:
-            raise s.error("codec", "snappy needs the python-snappy package (pip install python-snappy)") from None
+    # python-snappy: the same module the official avro reader uses for this codec.
+    if cfg.codec == "snappy" and importlib.util.find_spec("snappy") is None:
+        raise s.error("codec", "snappy needs the python-snappy package (pip install python-snappy)")

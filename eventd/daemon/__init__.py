@@ -13,7 +13,8 @@ Who does what:
 - ``policy.py``      the restart policy supervisor lacks: exit-code classes, crash backoff.
 - ``reload.py``      SIGHUP: validate, then restart only the roles whose effective config changed.
 - ``rpc.py``         the XML-RPC client of supervisord's unix socket.
-- ``report.py``      what ``eventd status`` shows (also served by ``status_page.py``).
+- ``report.py``      what ``eventd status`` shows; ``probe.py`` reads rates and lag from the roles' metrics.
+- ``status_page.py`` serves ``eventd/status_page`` (the web page) on ``daemon.status_listen``.
 - ``control.py``     ``eventd status`` and ``eventd start|stop|restart ROLE``.
 - ``systemd.py``     sd_notify: READY, RELOADING, STOPPING, WATCHDOG; nothing outside systemd.
 """

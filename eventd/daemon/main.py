@@ -307,8 +307,8 @@ def run_daemon(cfg: Config, python: str = sys.executable) -> int:
     if lock is None:
         return EXIT_CANNOT_START
     try:
-        from eventd.daemon.status_page import StatusPage
-        page = StatusPage.start(cfg)
+        from eventd.daemon.status_page import start_status_page
+        page = start_status_page(cfg)
         try:
             return manager.loop()
         finally:

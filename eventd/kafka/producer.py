@@ -37,7 +37,11 @@ class Producer:
             while self._in_flight and self._in_flight + size > self._cap:
                 self._cond.wait(1.0)
             self._in_flight += size
-        future = self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+        try:
+            future = self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+        except Exception:
+            self._done(size, None, None)   # never sent: give its bytes back to the budget
+            raise
         future.add_both(lambda result: self._done(size, result, on_done))
         return future
 

@@ -55,7 +55,7 @@ def test_kill9_at_random_moments(env: TestEnv, processes: list) -> None:
     chunks = [messages[i::3] for i in range(3)]
     for i in range(2):
         proc = start_uploader(env, config, processes, name=f"hdfs-{i}")
-        wait_for(lambda: "starts at" in proc.log(), 60, "the uploader's partitions")
+        wait_for(lambda p=proc: "starts at" in p.log(), 60, "the uploader's partitions")
         produce(chunks[i])      # files are being placed from now on: kill somewhere in there
         time.sleep(rnd.uniform(0.3, 2.5))
         proc.kill9()

@@ -12,7 +12,7 @@ import json
 import random
 import subprocess
 import sys
-import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone

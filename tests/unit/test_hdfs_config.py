@@ -29,7 +29,7 @@ def test_sample_section() -> None:
     assert (h.namenode_host, h.namenode_port, h.base_dir, h.codec) == ("127.0.0.1", 9870, "/eventd/events", "deflate")
     assert (h.roll_size, h.roll_age, h.staging_max_size) == (128 << 20, 600.0, 10 << 30)
     assert (h.timeout, h.retry_backoff, h.retry_backoff_max, h.upload_parallelism) == (30.0, 1.0, 60.0, 4)
-    assert h.verify_records is True and h.block_size == 256 << 10
+    assert h.verify_records is True and h.block_size == 256 << 10 and h.min_upload_rate == 1 << 20
 
 
 def test_defaults_when_the_section_is_empty(tmp_path: Path) -> None:

@@ -119,7 +119,8 @@ class FakeHdfs:
 def config(**over: Any) -> HdfsUploaderConfig:
     values = dict(role=RoleCommon(True, 1, None), namenode_host="x", namenode_port=1, user="u", base_dir=BASE,
                   staging_dir="unused", staging_max_size=1 << 30, codec="deflate", roll_size=4096, roll_age=3600.0,
-                  block_size=1024, verify_records=True, upload_parallelism=3, timeout=1.0, retry_backoff=0.01,
+                  block_size=1024, verify_records=True, upload_parallelism=3, timeout=1.0, min_upload_rate=1 << 20,
+                  retry_backoff=0.01,
                   retry_backoff_max=0.02, group_id="g", dead_letter=DeadLetterConfig(0.5, 1000))
     values.update(over)
     return HdfsUploaderConfig(**values)   # type: ignore[arg-type]
@@ -186,7 +187,8 @@ class Run:
 def done(consumer: FakeConsumer, logs: dict[TopicPartition, list[bytes]]) -> Callable[[], bool]:
     def check() -> bool:
         c = consumer.committed_offsets
-        return all(c.get(tp) is not None and c[tp].offset == len(v) and not c[tp].metadata for tp, v in logs.items())
+        return all(not v or (c.get(tp) is not None and c[tp].offset == len(v) and not c[tp].metadata)
+                   for tp, v in logs.items())
     return check
 
 

@@ -131,7 +131,7 @@ def test_a_datanode_that_never_answers_is_bounded(nn: FakeNameNode) -> None:
     started = time.monotonic()
     with pytest.raises(HdfsUnavailable, match="DataNode leg.*deadline"):
         client(nn, timeout=1.0).create("/a", [b"x" * 1000], 1000)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 3.0     # 1s deadline; the margin is for a loaded machine
     assert held, "the DataNode leg connected to the black hole"
     hole.close()
 
@@ -154,7 +154,7 @@ def test_a_server_trickling_bytes_cannot_stretch_the_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(HdfsUnavailable, match="deadline"):
         WebHdfs("127.0.0.1", srv.getsockname()[1], "eventd", 1.0).status("/x")
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 3.0     # trickling to the end would take 14s
     srv.close()
 
 
@@ -165,7 +165,7 @@ def test_nothing_listening_is_unavailable_at_once() -> None:
     started = time.monotonic()
     with pytest.raises(HdfsUnavailable, match="cannot connect"):
         WebHdfs("127.0.0.1", free, "eventd", 5.0).status("/x")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5
 
 
 def test_deadline_block_caps_every_call(nn: FakeNameNode) -> None:
@@ -174,5 +174,5 @@ def test_deadline_block_caps_every_call(nn: FakeNameNode) -> None:
     started = time.monotonic()
     with c.deadline(time.monotonic() + 0.5), pytest.raises(HdfsUnavailable):
         c.status("/x")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5     # the client's own timeout is 30s
     hole.close()

@@ -108,6 +108,8 @@ class ChargeReader:
                               f"{type(exc).__name__}: {exc}") from None
         if stream.tell() != len(body):
             raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
+        if not isinstance(record, dict):
+            raise DecodeError(f"{entry.type} v{entry.version} is not a record schema")
         return record
 
 

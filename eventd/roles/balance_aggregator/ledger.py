@@ -97,6 +97,8 @@ class Ledger:
 
     def apply(self, cur: Any, charges: list[Charge]) -> LedgerResult:
         result = LedgerResult(Window.of(charges))
+        if not result.window:        # only duplicates or events without money: just the offsets move
+            return result
         self._load(cur, result.window)
         unknown = self._find_unknown(cur)
         if unknown:

@@ -137,8 +137,9 @@ class Database:
         """The stored next offset of each partition; a partition never seen gets a row at 0 (its
         log's beginning). Its own short transaction."""
         cur = self.cursor()
-        cur.executemany(self.sql("INSERT IGNORE INTO {offsets} (topic, part, next_offset, updated_at, updated_by) "
-                                 "VALUES (%s, %s, 0, UTC_TIMESTAMP(6), %s)"),
+        cur.executemany(self.sql("INSERT INTO {offsets} (topic, part, next_offset, updated_at, updated_by) "
+                                 "VALUES (%s, %s, 0, UTC_TIMESTAMP(6), %s) "
+                                 "ON DUPLICATE KEY UPDATE next_offset = next_offset"),
                         [(tp.topic, tp.partition, self.writer) for tp in tps])
         stored = self._select_offsets(cur, tps, lock=False)
         self.commit()

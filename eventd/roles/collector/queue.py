@@ -65,8 +65,6 @@ class DurableQueue:
     def __init__(self, directory: str, segment_size: int, max_size: int) -> None:
         self.dir, self.segment_size, self.max_size = directory, segment_size, max_size
         self._lock = threading.Lock()
-        self._data = threading.Condition(self._lock)     # readers wait here for appends
-        self._readers_waiting = 0
         self._segments: list[Segment] = []
         self._bytes = 0
         self._next = 0
@@ -194,8 +192,6 @@ class DurableQueue:
             seg.size += len(blob)
             seg.next_seq = self._next = seq
             self._bytes += len(blob)
-            if self._readers_waiting:
-                self._data.notify_all()
         return seq
 
     def _write(self, seg: Segment, blob: bytes) -> None:
@@ -281,22 +277,6 @@ class DurableQueue:
             except ValueError:
                 return None
             return self._segments[i + 1] if i + 1 < len(self._segments) else None
-
-    def wait_for_data(self, after: int, timeout: float) -> bool:
-        """Wait until a record at or after seq ``after`` exists; False on timeout."""
-        with self._lock:
-            if self._next > after:
-                return True
-            self._readers_waiting += 1
-            try:
-                self._data.wait(timeout)
-            finally:
-                self._readers_waiting -= 1
-            return self._next > after
-
-    def wake_readers(self) -> None:
-        with self._lock:
-            self._data.notify_all()
 
     def acknowledge(self, seq: int, force: bool = False) -> None:
         """Every record below ``seq`` is in Kafka. Persists the position (at most every

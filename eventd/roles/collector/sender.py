@@ -35,7 +35,7 @@ READ_BATCH = 2000
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 STATS_INTERVAL = 1.0
 RECONNECT_AFTER = 3
-COALESCE = 0.002            # seconds the sender waits after new data arrived in an idle queue
+POLL_INTERVAL = 0.005       # seconds between looks at a queue the sender has caught up with
 
 
 class ProducerLike(Protocol):
@@ -86,7 +86,6 @@ class Sender:
         self._deadline = time.monotonic() + drain_timeout
         self._stop.set()
         self._wake.set()
-        self.queue.wake_readers()
         self._thread.join(drain_timeout + 5.0)
         if self._thread.is_alive():   # stuck in a blocking kafka-python call: settle what arrived
             log.warning("%s: Kafka did not answer within the drain timeout; unsent events stay in the queue",
@@ -161,10 +160,10 @@ class Sender:
                 continue
             records = self._pending or reader.read(min(READ_BATCH, self._max_events - self._in_flight))
             if not records:
-                if self.queue.wait_for_data(reader.position, 0.05):
-                    # Let a trickle of events gather (Kafka batches for `linger` anyway): one cycle
-                    # for many events, and fewer wake-ups competing with the inputs for the GIL.
-                    self._stop.wait(COALESCE)
+                # Caught up: look again shortly. Polling, not a wake-up per append, keeps the input
+                # loop free of thread hand-offs, and a trickle of events is sent as one batch
+                # (Kafka batches for `linger` anyway).
+                self._stop.wait(POLL_INTERVAL)
                 continue
             self._send_all(records)
 

@@ -42,7 +42,7 @@ BATCH_AGE = 0.5
 
 
 def client_for(h: HdfsUploaderConfig) -> WebHdfs:
-    return WebHdfs(h.namenode_host, h.namenode_port, h.user, h.timeout)
+    return WebHdfs(h.namenode_host, h.namenode_port, h.user, h.timeout, h.min_upload_rate)
 
 
 def main(ctx: RoleContext) -> None:

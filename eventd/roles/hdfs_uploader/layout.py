@@ -105,4 +105,4 @@ def parse_final(name: str) -> FileName | None:
 def is_tmp_of(name: str, topic: str, partition: int) -> bool:
     """True for a temporary file of exactly this partition."""
     m = _TMP_RE.match(name)
-    return bool(m) and m["topic"] == topic and int(m["partition"]) == partition
+    return m is not None and m["topic"] == topic and int(m["partition"]) == partition

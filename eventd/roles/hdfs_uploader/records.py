@@ -91,6 +91,8 @@ class RecordReader:
             raise DecodeError(f"corrupt or unresolvable Avro body for {what}: {type(exc).__name__}: {exc}") from None
         if stream.tell() != len(body):
             raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
+        if not isinstance(record, dict):
+            raise DecodeError(f"the {entry.type} schema did not decode to a record")
         return record
 
     def _encode(self, target: SchemaEntry, record: dict[str, Any]) -> bytes:

@@ -48,8 +48,12 @@ class HdfsRefused(HdfsError):
 class WebHdfs:
     """The operations the uploader needs. Thread-compatible, holds no connection."""
 
-    def __init__(self, host: str, port: int, user: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, user: str, timeout: float, min_upload_rate: int = 1 << 20) -> None:
+        """``timeout``: total seconds of each call; the data leg of a create gets
+        ``length / min_upload_rate`` seconds more, so a big file is not cut off by a deadline
+        meant for a request, while a DataNode slower than that rate is given up."""
         self.host, self.port, self.user, self.timeout = host, port, user, timeout
+        self.min_upload_rate = min_upload_rate
         self._cap: float | None = None
 
     @contextlib.contextmanager
@@ -100,7 +104,7 @@ class WebHdfs:
             raise HdfsUnavailable(f"CREATE {path}: unusable redirect {location!r}")
         target = url.path + (f"?{url.query}" if url.query else "")
         data = self._exchange(url.hostname, url.port or 80, "PUT", target, f"CREATE {path} (DataNode leg)",
-                              chunks, length)
+                              chunks, length, extra=length / self.min_upload_rate)
         if data.status != 201:
             self._fail(data, f"CREATE {path} (DataNode {url.hostname}:{url.port})")
 
@@ -118,8 +122,8 @@ class WebHdfs:
         raise AssertionError("unreachable")
 
     def _exchange(self, host: str, port: int, method: str, target: str, what: str,
-                  chunks: Iterable[bytes] | None = None, length: int | None = None) -> Answer:
-        deadline = time.monotonic() + self.timeout
+                  chunks: Iterable[bytes] | None = None, length: int | None = None, extra: float = 0.0) -> Answer:
+        deadline = time.monotonic() + self.timeout + extra
         if self._cap is not None:
             deadline = min(deadline, self._cap)
         try:
