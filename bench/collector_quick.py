@@ -61,7 +61,7 @@ def line(i: int) -> bytes:
 
 class Collector:
     def __init__(self, work: Path, cpu: str | None) -> None:
-        tag = "quick%x" % random.getrandbits(24)
+        self.tag = tag = "quick%x" % random.getrandbits(24)
         self.http_port, self.tcp_port = free_port(), free_port()
         types = {t: {"topic": f"{tag}.{t}", "key": "id" if t == "bid" else "campaign_id", "partitions": 6}
                  for t in set(TYPES)}
@@ -106,8 +106,15 @@ class Collector:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
+        """Stop the collector and delete this run's topics (the devstack is shared)."""
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
+        from kafka import KafkaAdminClient
+        admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        try:
+            admin.delete_topics(sorted(t for t in admin.list_topics() if t.startswith(self.tag + ".")))
+        finally:
+            admin.close()
 
 
 def run_tcp(c: Collector, lines: list[bytes]) -> None:

@@ -26,8 +26,28 @@ def stack() -> None:
 
 
 @pytest.fixture
-def env(stack: None, tmp_path: Path) -> TestEnv:
-    return TestEnv(tmp_path)
+def env(stack: None, tmp_path: Path) -> Iterator[TestEnv]:
+    test_env = TestEnv(tmp_path)
+    yield test_env
+    _delete_topics(test_env.prefix)
+
+
+def _delete_topics(prefix: str) -> None:
+    """Remove the test's topics: thousands of leftover topics slow the shared broker down."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    try:
+        admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092", request_timeout_ms=10_000)
+    except KafkaError:
+        return
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    except KafkaError:
+        pass   # the broker may be down after a fault test; leftovers only cost space
+    finally:
+        admin.close()
 
 
 @pytest.fixture
