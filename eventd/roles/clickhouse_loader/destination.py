@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
-
-from kafka import KafkaConsumer
 
 from eventd.config import Config
 from eventd.config.clickhouse import ClickHouseDestination
@@ -29,7 +26,6 @@ ROLE = "clickhouse-loader"
 # Well inside the daemon's default stop_timeout (30s): a destination that is down when the
 # role stops gives up its unwritten batch after this long (it is redone on the next start).
 DRAIN_TIMEOUT = 10.0
-
 
 class DestinationThread(threading.Thread):
     """Runs one destination's consumer loop until ``stop`` is set; keeps the error it died of."""
@@ -56,32 +52,10 @@ class DestinationThread(threading.Thread):
         role = f"{ROLE}/{self.dest.name}"    # metrics and dead letters say which destination
         sink = ClickHouseSink(self.dest.name, role, self.decoder, self.mapper,
                               EventsTable(self.dest, self.mapper.column_types()), lc.duplicate_id_window)
-        consumer = _MetadataFirst(new_consumer(self.config.kafka, f"clickhouse-{self.dest.name}-{self.slot}",
-                                               self.dest.group_id))
+        consumer = new_consumer(self.config.kafka, f"clickhouse-{self.dest.name}-{self.slot}", self.dest.group_id)
         settings = LoopSettings(role=role, topics=self.topics, max_items=lc.max_rows, max_age=lc.max_age,
                                 drain_timeout=DRAIN_TIMEOUT)
         dead_letter = DeadLetter(self.producer, self.config.kafka.topics.dead_letter, role)
         log.info("destination %s: group %s, %d topics, database %s on %s", self.dest.name, self.dest.group_id,
                  len(self.topics), self.dest.database, ", ".join(f"{h}:{p}" for h, p in self.dest.hosts))
         return ConsumerLoop(settings, consumer, sink, dead_letter, InvalidLimit(lc.dead_letter))  # type: ignore[arg-type]
-
-
-class _MetadataFirst:
-    """The consumer, with a ``subscribe`` that also loads the topics' metadata before the first
-    join. Seen with kafka-python 3.0.12: a consumer that joins before its metadata arrived is
-    rebalanced again as soon as it arrives, and when a poll() times out during that second
-    join, the new assignment is never applied — the consumer stays in its group with no
-    partitions until the next rebalance (minutes). Loading the metadata first avoids the
-    second join."""
-
-    def __init__(self, consumer: KafkaConsumer) -> None:
-        self._consumer = consumer
-
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        self._consumer.subscribe(topics, listener=listener)
-        missing = set(topics) - self._consumer.topics()     # a blocking metadata fetch
-        if missing:
-            log.warning("topics not found (run `eventd setup`): %s", ", ".join(sorted(missing)))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)

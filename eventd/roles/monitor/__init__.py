@@ -69,11 +69,6 @@ def main(ctx: RoleContext) -> None:
         outputs = AlertOutputs(KafkaOutput(producer, m.alert_topic), webhook, cfg.node.host, m.recent_alerts)
         monitor = Monitor(m, [build_rule(r, m.max_keys) for r in m.rules], outputs, load_state(m.state_file))
         consumer = new_consumer(cfg.kafka, f"monitor-{ctx.slot}", m.group_id)
-        # kafka-python can join the group before it has the topics' partitions and then assign
-        # nothing, for good (dpkp/kafka-python#2377: "No partition metadata for topic"); having them
-        # in its metadata cache before subscribing avoids that.
-        for topic in topics:
-            consumer.partitions_for_topic(topic)
         sink = MonitorSink(monitor, Decoder(ctx.schemas), Projector(r.by for r in m.rules),
                            positions_by_time(consumer))
         loop = ConsumerLoop(LoopSettings("monitor", topics, BATCH_ITEMS, BATCH_AGE), consumer, sink,
