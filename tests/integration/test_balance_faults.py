@@ -23,7 +23,7 @@ from eventd.roles.balance_aggregator.outbox import Outbox
 from eventd.roles.balance_aggregator.schema import Sql
 from eventd.roles.balance_aggregator.store import Progress
 from harness import RoleProcess, ServiceFault, TestEnv, devstack, wait_for
-from test_balance_support import Campaign, World, process_state
+from test_balance_support import Campaign, World, control_events, process_state
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,8 @@ def test_kill9_at_random_points_many_times_stays_exact(world: World, processes: 
     assert proc.terminate() == 0
 
 
-@pytest.mark.parametrize("point", ["window.locked=2", "window.applied=2", "window.before_commit=2",
-                                   "window.after_commit=2"])
+@pytest.mark.parametrize("point", [f"balance_aggregator.{p}=2" for p in
+                                   ("window_locked", "window_applied", "before_commit", "after_commit")])
 def test_kill9_at_chosen_points_of_the_transaction(world: World, processes: list[RoleProcess], point: str) -> None:
     """The second window dies at ``point``: before the money, after it but before the offsets,
     before COMMIT, and right after COMMIT (before the ids, the outbox and Kafka's commit)."""
@@ -75,7 +75,7 @@ def test_kill9_at_chosen_points_of_the_transaction(world: World, processes: list
     stream = world.stream(CAMPAIGNS, PUBLISHERS, per_tick=5, tick=0.1)
     try:
         assert proc.proc.wait(90) == -signal.SIGKILL, proc.log()[-3000:]
-        assert f"failpoint {point.split('=')[0]}" in proc.log()
+        assert f"failpoint {point.split('=')[0]} reached" in proc.log()
         time.sleep(0.5)
     finally:
         stream.stop()
@@ -84,6 +84,31 @@ def test_kill9_at_chosen_points_of_the_transaction(world: World, processes: list
     world.wait_applied(proc=proc)
     world.assert_exact()
     assert proc.terminate() == 0
+
+
+def test_a_stop_committed_just_before_a_crash_is_still_published_once(
+        env: TestEnv, processes: list[RoleProcess]) -> None:
+    """The window that stops a campaign commits, then the process dies before publishing the
+    control event: the outbox row survives, and the next instance sends it, once."""
+    world = World(env, control_resend_after="1s")
+    try:
+        capped = Campaign(7, 70, total_budget=5_000_000)
+        world.add_campaigns([capped], [500])
+        world.event("impression", capped, 500, 6_000_000, 0)       # one event: the first window stops it
+        world.flush()
+        processes.append(proc := world.start("doomed", {"EVENTD_FAILPOINTS": "balance_aggregator.after_commit=1"}))
+        assert proc.proc.wait(90) == -signal.SIGKILL, proc.log()[-3000:]
+        assert world.sql("SELECT status FROM campaigns WHERE id = 7") == [("stopped",)]
+        assert world.sql("SELECT COUNT(*) FROM eventd_balance_outbox") == [(1,)]
+        processes.append(proc := world.start("survivor"))
+        wait_for(lambda: world.sql("SELECT COUNT(*) FROM eventd_balance_outbox") == [(0,)], 60,
+                 "the outbox row to be sent and deleted")
+        events = control_events(env, 1)
+        assert [(e["campaign_id"], e["reason"], e["overspend"]) for e in events] == [(7, "total_budget", "1.000000")]
+        world.assert_exact()
+        assert proc.terminate() == 0
+    finally:
+        world.close()
 
 
 def test_mariadb_killed_and_restarted_mid_stream(world: World, processes: list[RoleProcess]) -> None:
@@ -109,7 +134,7 @@ def test_a_stale_instance_applies_nothing_twice(world: World, processes: list[Ro
     window it read; B takes the partitions over after A's session times out and applies past
     A's window; A is continued (SIGCONT) and finds the stored offsets moved: it rolls back."""
     world.random_events(50, CAMPAIGNS, PUBLISHERS)
-    processes.append(a := world.start("stale", {"EVENTD_FAILPOINTS": "window.begin=3:stop"}))
+    processes.append(a := world.start("stale", {"EVENTD_FAILPOINTS": "balance_aggregator.window_begin=3:stop"}))
     stream = world.stream(CAMPAIGNS, PUBLISHERS, per_tick=10, tick=0.1)
     try:
         wait_for(lambda: process_state(a) == "T", 60, "A to stop itself in its third window")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 
-from kafka import KafkaConsumer
-
 from eventd.config import Config
 from eventd.errors import CannotStart
 from eventd.kafka.clients import new_consumer
@@ -49,7 +47,6 @@ def main(ctx: RoleContext) -> None:
     topics = event_topics(cfg, ctx.schemas, bc.event_types)
     log.info("reading %s (event types %s) as group %s", ", ".join(topics), ", ".join(bc.event_types), bc.group_id)
     consumer = new_consumer(cfg.kafka, f"balances-{ctx.slot}", bc.group_id)
-    _load_metadata(consumer, topics)
     loop = ConsumerLoop(LoopSettings(ROLE, topics, bc.window_max_events, bc.window), consumer,
                         _sink(ctx, sql, outbox, sweeper), DeadLetter(producer, cfg.kafka.topics.dead_letter, ROLE),
                         InvalidLimit(bc.dead_letter))
@@ -58,15 +55,6 @@ def main(ctx: RoleContext) -> None:
         loop.run(ctx.stop)
     finally:
         _close(producer, sweeper)
-
-
-def _load_metadata(consumer: KafkaConsumer, topics: list[str]) -> None:
-    """Fetch the topics' partitions before joining the group. kafka-python 3.0 may join before
-    its first metadata answer: the group leader then assigns nothing ("No partition metadata")
-    and, as seen here once under load, may not rejoin until the next metadata refresh (5 min)."""
-    for topic in topics:
-        if not consumer.partitions_for_topic(topic):
-            log.warning("topic %s does not exist (yet): run `eventd setup`; it is read once it exists", topic)
 
 
 def _sink(ctx: RoleContext, sql: Sql, outbox: Outbox, sweeper: OutboxSweeper) -> BalanceSink:

@@ -28,7 +28,7 @@ from kafka.structs import TopicPartition
 
 from eventd.roles.balance_aggregator.budget import Budgets, Stop
 from eventd.roles.balance_aggregator.events import Charge, DayOf
-from eventd.roles.balance_aggregator.failpoints import failpoint
+from eventd.failpoints import failpoint
 from eventd.roles.balance_aggregator.ledger import Ledger, LedgerResult
 from eventd.roles.balance_aggregator.outbox import Outbox, OutboxRow
 from eventd.roles.balance_aggregator.store import Database, OffsetsMoved, Progress
@@ -81,7 +81,7 @@ class WindowApplier:
             raise
 
     def _apply(self, parts: list[Part]) -> Outcome:
-        failpoint("window.begin")
+        failpoint("balance_aggregator.window_begin")
         cur = self.db.cursor()
         stored = self.db.lock_offsets(cur, [p.progress.tp for p in parts])
         outcome, todo = self._classify(parts, stored)
@@ -89,7 +89,7 @@ class WindowApplier:
             outcome.rows = self._settle_uncertain(cur) if outcome.done else []
             self.db.rollback()
             return outcome
-        failpoint("window.locked")
+        failpoint("balance_aggregator.window_locked")
         outcome.ledger = self.ledger.apply(cur, [c for p in todo for c in p.charges])
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         if outcome.ledger.window.spend:
@@ -97,13 +97,13 @@ class WindowApplier:
         rows = [s.control_event(self.topics.control, self.host) for s in outcome.stops]
         rows += [self._dead_letter(c, reason) for c, reason in outcome.ledger.rejected]
         self.outbox.insert(cur, rows, now)
-        failpoint("window.applied")
+        failpoint("balance_aggregator.window_applied")
         self.db.advance(cur, [p.progress for p in todo])
-        failpoint("window.before_commit")
+        failpoint("balance_aggregator.before_commit")
         self._uncertain = rows
         self.db.commit()
         self._uncertain = []
-        failpoint("window.after_commit")
+        failpoint("balance_aggregator.after_commit")
         outcome.rows = rows
         return outcome
 
