@@ -68,8 +68,8 @@ def test_kill9_at_random_moments(env: TestEnv, processes: list) -> None:
 
 def test_namenode_down_fills_staging_then_catches_up(env: TestEnv, processes: list) -> None:
     with ServiceFault("hdfs-namenode"):
-        config, messages, produced = _prepare(env, 800, seed=5, roll_age="1s", roll_size="8KiB",
-                                              staging_max_size="48KiB", block_size="4KiB", retry_backoff="500ms",
+        config, messages, produced = _prepare(env, 800, seed=5, roll_age="1s", roll_size="4KiB",
+                                              staging_max_size="16KiB", block_size="4KiB", retry_backoff="500ms",
                                               retry_backoff_max="2s", timeout="3s")
         proc = start_uploader(env, config, processes)
         produce(messages[:200])

@@ -201,7 +201,7 @@ def test_balances_exact_then_rerun_changes_nothing_then_kill_after_commit_is_exa
     # the stored offset of the input (moved in that transaction) keeps the block from counting twice.
     other = env.tmp / "other.json"
     exp2 = generate(str(other), LINES, seed=22)
-    fig = killed_then_rerun(config, "balances", other, "window.after_commit=2", exp2)
+    fig = killed_then_rerun(config, "balances", other, "balance_aggregator.after_commit=2", exp2)
     assert 9_000 <= int(fig["already in"]) <= 10_000, fig    # the committed, unrecorded second block
     balances_exact(env.db, Expected(cost=exp.cost + exp2.cost, earned=exp.earned + exp2.earned))
 
