@@ -15,7 +15,8 @@ setup(
         "avro==1.12.2",
         "clickhouse-driver==0.2.11",
         "PyMySQL==1.2.4",
-        "pywebhdfs==0.4.1",
+        # pywebhdfs (the user's choice) is not used: its DataNode leg ignores timeouts, so a hung
+        # DataNode stalls it; eventd/roles/hdfs_uploader/webhdfs.py bounds every call (docs/architecture.md).
         "supervisor==4.3.0",
         "PyYAML>=6.0,<7",
         # Added, each for a measured or documented reason (docs/architecture.md#dependencies).
