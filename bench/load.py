@@ -53,6 +53,11 @@ def paced_tcp(port: int, lines: list[bytes], ids: list[int], rate: float) -> dic
     """Send ``lines`` at ``rate`` per second over one connection; {id: perf_counter at send}."""
     sent: dict[int, float] = {}
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        # Read the server's answers while sending: unread answers would first stall its writes,
+        # and closing with them unread makes the kernel reset the connection, discarding lines the
+        # server had not read yet (never acknowledged, so "not seen" without any loss).
+        reader = threading.Thread(target=_drain, args=(s,), daemon=True)
+        reader.start()
         t0, i = time.perf_counter(), 0
         while i < len(lines):
             due = min(len(lines), int((time.perf_counter() - t0) * rate) + 1)
@@ -64,7 +69,17 @@ def paced_tcp(port: int, lines: list[bytes], ids: list[int], rate: float) -> dic
                 i = due
             else:
                 time.sleep(0.0005)
+        s.shutdown(socket.SHUT_WR)
+        reader.join(60)     # the server closes once it has read and answered everything
     return sent
+
+
+def _drain(s: socket.socket) -> None:
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 class Arrivals:
