@@ -85,15 +85,15 @@ def _load_file(path: str) -> SchemaEntry:
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
-        parsed = fastavro.parse_schema(raw, _write_hint=False)
+        parsed = fastavro.parse_schema(raw)
     except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
         raise SchemaError(f"{path}: {exc}") from None
     _check_envelope(path, raw)
     payload = tuple(_field_spec(f) for f in raw["fields"][len(ENVELOPE):] if f["name"] != "extra")
     fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
-    # fastavro re-parses a schema on every encode/decode call unless it carries its parse marker
-    # (_write_hint): the hinted form halves the cost of ``codec.encode``.
-    return SchemaEntry(type=m.group(1), version=int(m.group(2)), path=path, schema=fastavro.parse_schema(raw), raw=raw,
+    # Kept in fastavro's hinted form: without the hint fastavro re-parses the schema on every
+    # encode/decode call (about twice the cost), so every role can use ``entry.schema`` as is.
+    return SchemaEntry(type=m.group(1), version=int(m.group(2)), path=path, schema=parsed, raw=raw,
                        fingerprint=fp, payload=payload,
                        money_fields=tuple(f.name for f in payload if f.money))
 

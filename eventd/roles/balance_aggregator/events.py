@@ -13,7 +13,6 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-import fastavro
 from fastavro import schemaless_reader
 
 from eventd.errors import DecodeError, InvalidEvent
@@ -78,8 +77,6 @@ class ChargeReader:
     def __init__(self, store: SchemaStore, day_of: DayOf) -> None:
         self._decoder = Decoder(store)
         self._day_of = day_of
-        # fastavro re-parses an unhinted schema on every read; a hinted copy reads ~2.5x faster.
-        self._parsed: dict[bytes, Any] = {}
 
     def read(self, msg: Message) -> Charge:
         """The charge of ``msg``; raises DecodeError (unreadable) or InvalidEvent (money without
@@ -97,12 +94,9 @@ class ChargeReader:
                       publisher, cost, revenue, day, msg.key, msg.value)
 
     def _decode(self, entry: SchemaEntry, body: memoryview) -> dict[str, Any]:
-        schema = self._parsed.get(entry.fingerprint)
-        if schema is None:
-            schema = self._parsed[entry.fingerprint] = fastavro.parse_schema(entry.raw)
         stream = io.BytesIO(body)
         try:
-            record = schemaless_reader(stream, schema, None)
+            record = schemaless_reader(stream, entry.schema, None)
         except Exception as exc:  # fastavro raises assorted types on corrupt input
             raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: "
                               f"{type(exc).__name__}: {exc}") from None

@@ -19,7 +19,6 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import fastavro
 from fastavro import schemaless_reader, schemaless_writer
 
 from eventd.errors import DecodeError
@@ -49,9 +48,6 @@ class RecordReader:
     def __init__(self, store: SchemaStore, verify: bool, topic_of: Callable[[str], str]) -> None:
         self.store, self.verify, self.topic_of = store, verify, topic_of
         self._decoder = Decoder(store)
-        # Parsed once with fastavro's own hint: the store's copies are re-parsed on every call.
-        self._parsed: dict[bytes, Any] = {e.fingerprint: fastavro.parse_schema(e.raw)
-                                          for e in store.by_fingerprint.values()}
 
     def read(self, msg: Message) -> Record:
         entry, view = self._decoder.split(msg.value)
@@ -84,8 +80,8 @@ class RecordReader:
     def _decode(self, entry: SchemaEntry, body: bytes, reader: SchemaEntry | None = None) -> dict[str, Any]:
         stream = io.BytesIO(body)
         try:
-            record = schemaless_reader(stream, self._parsed[entry.fingerprint],
-                                       self._parsed[reader.fingerprint] if reader else None)
+            record = schemaless_reader(stream, entry.schema,
+                                       reader.schema if reader else None)
         except Exception as exc:   # fastavro raises assorted types on corrupt input
             what = f"{entry.type} v{entry.version}" + (f" as v{reader.version}" if reader else "")
             raise DecodeError(f"corrupt or unresolvable Avro body for {what}: {type(exc).__name__}: {exc}") from None
@@ -97,7 +93,7 @@ class RecordReader:
 
     def _encode(self, target: SchemaEntry, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
-        schemaless_writer(buf, self._parsed[target.fingerprint], record)
+        schemaless_writer(buf, target.schema, record)
         return buf.getvalue()
 
 
