@@ -32,6 +32,7 @@ class HdfsUploaderConfig:
     retry_backoff: float
     retry_backoff_max: float
     group_id: str
+    duplicate_id_window: int       # messages per partition whose ids are remembered (collector resends)
     dead_letter: DeadLetterConfig
 
     @classmethod
@@ -48,6 +49,7 @@ class HdfsUploaderConfig:
                   roll_age=s.get("roll_age", duration, "10m"),
                   block_size=s.get("block_size", size, "256KiB"),
                   verify_records=s.get("verify_records", boolean, True),
+                  duplicate_id_window=s.get("duplicate_id_window", integer(0, 10_000_000), 100_000),
                   upload_parallelism=s.get("upload_parallelism", integer(1, 64), 4),
                   timeout=s.get("timeout", duration, "30s"),
                   min_upload_rate=s.get("min_upload_rate", size, "1MiB"),

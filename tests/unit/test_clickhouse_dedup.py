@@ -14,7 +14,7 @@ from eventd.errors import DecodeError
 from eventd.event.codec import encode
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
-from eventd.roles.clickhouse_loader.dedup import RecentIds, envelope_id
+from eventd.event.dedup import RecentIds, envelope_id
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = load_config(str(REPO / "conf" / "eventd.yaml"))

@@ -121,7 +121,8 @@ def config(**over: Any) -> HdfsUploaderConfig:
                   staging_dir="unused", staging_max_size=1 << 30, codec="deflate", roll_size=4096, roll_age=3600.0,
                   block_size=1024, verify_records=True, upload_parallelism=3, timeout=1.0, min_upload_rate=1 << 20,
                   retry_backoff=0.01,
-                  retry_backoff_max=0.02, group_id="g", dead_letter=DeadLetterConfig(0.5, 1000))
+                  retry_backoff_max=0.02, group_id="g", duplicate_id_window=1000,
+                  dead_letter=DeadLetterConfig(0.5, 1000))
     values.update(over)
     return HdfsUploaderConfig(**values)   # type: ignore[arg-type]
 
@@ -427,4 +428,39 @@ def test_a_failed_flush_keeps_its_record_when_an_earlier_one_is_committed(tmp_pa
     hdfs.fail = lambda o, p: None
     second = FakeConsumer(logs, committed=dict(first.committed_offsets))
     Run(tmp_path, hdfs, second, config(roll_size=1 << 20, roll_age=0.05), "p2").until(done(second, logs))
+    check_exactly_once(hdfs, logs, expected)
+
+
+def with_resends(logs: dict[TopicPartition, list[bytes]], every: int) -> dict[TopicPartition, list[bytes]]:
+    """A collector's resends: every ``every``-th message again, a few messages later, same partition."""
+    out = {}
+    for tp, values in logs.items():
+        out[tp] = list(values)
+        for i in range(0, len(values), every):
+            out[tp].insert(min(len(out[tp]), i + i // every + 5), values[i])
+    return out
+
+
+@pytest.mark.parametrize("kills", [[], [("create", 3)], [("rename", 4), ("create", 2)]])
+def test_collector_resends_are_archived_once_through_kills(tmp_path: Path, kills: list) -> None:
+    logs, expected = make_logs(400, seed=7)
+    logs = with_resends(logs, 9)
+    hdfs = FakeHdfs()
+    committed: dict = {}
+    for i, (op, nth) in enumerate(kills):
+        counter: collections.Counter = collections.Counter()
+
+        def kill(o: str, path: str, op: str = op, nth: int = nth, counter: collections.Counter = counter) -> None:
+            counter[o] += 1
+            if o == op and counter[o] == nth:
+                raise Killed(f"{o} {path}")
+        hdfs.fail = kill
+        consumer = FakeConsumer(logs, committed=committed)
+        run = Run(tmp_path, hdfs, consumer, config(upload_parallelism=1), f"p{i}").until(done(consumer, logs))
+        assert isinstance(run.error, Killed), f"run {i} was not killed at {op} #{nth}"
+        committed = dict(consumer.committed_offsets)
+    hdfs.fail = lambda o, p: None
+    consumer = FakeConsumer(logs, committed=committed)
+    run = Run(tmp_path, hdfs, consumer, config(), "final").until(done(consumer, logs))
+    assert run.error is None
     check_exactly_once(hdfs, logs, expected)

@@ -1,6 +1,9 @@
 """The uploader's sink in the shared consumer loop (a :class:`StagingSink`).
 
-- ``transform``: message → :class:`Record` (records.py), or DecodeError → dead letter.
+- ``transform``: message → :class:`Record` (records.py), or DecodeError → dead letter; None for
+  a collector's resend (an id seen in the ``duplicate_id_window`` messages before it in its
+  partition, eventd/event/dedup.py). The window is rebuilt on assignment (``Start.warm``), so
+  a flush regenerated after a crash skips the same resends and keeps the same records.
 - ``write``: stages a batch into each partition's open flush (local container files) and
   returns at once; it commits nothing itself — only placed flushes are committed.
 - ``tick`` (every loop iteration): seals flushes by size and age, places sealed flushes in
@@ -25,10 +28,11 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import TopicPartition
 
 from eventd.config.hdfs import HdfsUploaderConfig
-from eventd.errors import EventdError
+from eventd.errors import DecodeError, EventdError
+from eventd.event.dedup import RecentIds, envelope_id
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, FatalSinkError, RetryableError, Start
-from eventd.metrics import EVENTS_OUT, HDFS_BACKPRESSURE, HDFS_BYTES, HDFS_FAILURES, HDFS_FILES
+from eventd.metrics import DUPLICATES, EVENTS_OUT, HDFS_BACKPRESSURE, HDFS_BYTES, HDFS_FAILURES, HDFS_FILES
 from eventd.roles.hdfs_uploader import recovery
 from eventd.roles.hdfs_uploader.partition import PartitionState
 from eventd.roles.hdfs_uploader.publish import Publisher
@@ -63,6 +67,7 @@ class HdfsSink:
         self.cfg, self.reader, self.staging, self.publisher = cfg, reader, staging, publisher
         self.role, self.clock = role, clock
         self.parts: dict[TopicPartition, PartitionState] = {}
+        self._recent: dict[TopicPartition, RecentIds] = {}
         self._durable: dict[TopicPartition, int] = {}
         self._backoff = cfg.retry_backoff
         self._retry_at = 0.0
@@ -77,17 +82,32 @@ class HdfsSink:
             self._forget(tp)
             where = recovery.resume(committed.get(tp))
             self.parts[tp] = PartitionState(tp, where.offset, where.flush_end)
+            self._recent[tp] = RecentIds(self.cfg.duplicate_id_window)
             if where.flush_end is not None:
                 log.info("%s/%d: flush %d..%d was being placed: regenerating it, skipping files in place",
                          tp.topic, tp.partition, where.offset, where.flush_end)
-            starts[tp] = Start(offset=where.offset)
+            starts[tp] = Start(offset=where.offset, warm=self.cfg.duplicate_id_window)
         return starts
 
     def warm(self, msg: Message) -> None:
-        """Not used: the uploader keeps no state across messages."""
+        """A message before the start offset: only its id, into the duplicate window."""
+        try:
+            self._window(msg.tp).seen(msg.offset, envelope_id(msg.value))
+        except DecodeError:      # as in transform: an unreadable id is not remembered
+            pass
 
-    def transform(self, msg: Message) -> Record:
+    def transform(self, msg: Message) -> Record | None:
+        """The record of ``msg``; None for a resend already archived. Raises DecodeError."""
+        if self._window(msg.tp).seen(msg.offset, envelope_id(msg.value)):
+            DUPLICATES.labels(self.role).inc()
+            return None
         return self.reader.read(msg)
+
+    def _window(self, tp: TopicPartition) -> RecentIds:
+        window = self._recent.get(tp)
+        if window is None:       # start() always runs first; this only guards against a surprise
+            window = self._recent[tp] = RecentIds(self.cfg.duplicate_id_window)
+        return window
 
     def write(self, batch: Batch[Record], loop: Loop) -> dict[TopicPartition, int]:
         """Stage ``batch``; raises RetryableError (nothing staged) while staging is full."""
@@ -272,3 +292,4 @@ class HdfsSink:
         if state is not None:
             state.discard(self.staging)
         self._durable.pop(tp, None)
+        self._recent.pop(tp, None)

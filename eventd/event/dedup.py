@@ -1,9 +1,11 @@
-"""Keeping collector resends out of the statistics: a window of recent event ids per partition.
+"""Keeping collector resends out of the sinks: a window of recent event ids per partition.
 
 A collector that crashed after Kafka took an event but before it marked the event sent
 sends it again with the same id. The message key is derived from the event, so the resend
-lands in the same partition, a little later. The loader skips a message whose id appeared
-in the previous ``size`` messages (by offset) of its partition.
+lands in the same partition, a little later. The ClickHouse loader and the HDFS uploader skip
+a message whose id appeared in the previous ``size`` messages (by offset) of its partition
+(the balance aggregator keeps its own window, checked before a transaction and recorded
+after it: ``eventd/roles/balance_aggregator/dedup.py``).
 
 The window is defined by offsets alone — "the ids at offsets [o - size, o)" for the message at
 offset o — so after a restart or a rebalance it is rebuilt exactly by reading the ``size``
