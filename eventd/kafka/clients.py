@@ -12,6 +12,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from eventd.config.common import KafkaConfig
 
+# A record the producer could not deliver within this time fails (its callback gets an error).
+DELIVERY_TIMEOUT = 120.0
+
 
 def _common(cfg: KafkaConfig, suffix: str) -> dict[str, Any]:
     return {"bootstrap_servers": list(cfg.bootstrap_servers), "client_id": f"{cfg.client_id}-{suffix}",
@@ -25,7 +28,8 @@ def new_producer(cfg: KafkaConfig, suffix: str) -> KafkaProducer:
                          compression_type=None if p.compression == "none" else p.compression,
                          linger_ms=int(p.linger * 1000), batch_size=p.batch_size,
                          max_request_size=p.max_request_size, allow_auto_create_topics=False,
-                         max_in_flight_requests_per_connection=5, delivery_timeout_ms=120_000)
+                         max_in_flight_requests_per_connection=5,
+                         delivery_timeout_ms=int(DELIVERY_TIMEOUT * 1000))
 
 
 def new_consumer(cfg: KafkaConfig, suffix: str, group_id: str | None) -> KafkaConsumer:

@@ -126,6 +126,8 @@ class ConsumerLoop(Generic[T]):
         self._stop = threading.Event()
         self._held: Batch[T] = Batch()
         self._unstarted: set[TopicPartition] = set()   # assigned, paused until the sink chose their start
+        self._owned: set[TopicPartition] = set()       # started and not revoked: their messages are ours
+        self._rebalances = 0                           # counts revocations (changes of ``_owned``)
 
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -167,11 +169,18 @@ class ConsumerLoop(Generic[T]):
                                                                            self.s.max_age - self.batch.age()))
         records = self.consumer.poll(timeout_ms=int(timeout * 1000))
         for tp, msgs in records.items():
-            if tp in self._unstarted:    # read before its start was chosen: read again after the seek
+            if tp not in self._owned:    # read before its start was chosen: read again after the seek
                 continue
             EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
+            rebalances = self._rebalances
             for r in msgs:
                 self._handle(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
+                # A flush may poll (retrying in the group) and so rebalance. The rest of ``msgs``
+                # then belongs to the partition's new owner, or — reassigned here — is read again
+                # from its new start; kept, it would form a batch with wrong boundaries (found by
+                # the fault suite: a SIGSTOPped loader wrote such a batch twice).
+                if self._rebalances != rebalances and tp not in self._owned:
+                    break
         self._start_assigned()
 
     def _handle(self, msg: Message) -> None:
@@ -271,6 +280,8 @@ class ConsumerLoop(Generic[T]):
 
     # -- assignment --------------------------------------------------------------------
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._rebalances += 1
+        self._owned.difference_update(revoked)
         self.batch.drop(list(revoked))
         self._held.drop(list(revoked))
         for tp in revoked:
@@ -297,6 +308,7 @@ class ConsumerLoop(Generic[T]):
         starts = self.sink.start(list(assigned), committed)
         for tp in assigned:
             self._position(tp, starts.get(tp, Start()), committed.get(tp))
+        self._owned.update(assigned)
         self.consumer.resume(*assigned)
 
     def _position(self, tp: TopicPartition, start: Start, committed: OffsetAndMetadata | None) -> None:

@@ -11,12 +11,20 @@ from __future__ import annotations
 import collections
 import logging
 
+from kafka.errors import KafkaTimeoutError
+
 from eventd.config.common import DeadLetterConfig
 from eventd.errors import EventdError
+from eventd.kafka.clients import DELIVERY_TIMEOUT
 from eventd.kafka.producer import Producer
 from eventd.metrics import REJECTED
 
 log = logging.getLogger(__name__)
+
+
+class DeadLetterFailed(EventdError):
+    """Kafka refused a dead letter or did not acknowledge it in time. The role stops before
+    committing past the message; its restart reads the message again and resends the letter."""
 
 
 class TooManyInvalid(EventdError):
@@ -48,6 +56,7 @@ class DeadLetter:
 
     def __init__(self, producer: Producer, topic: str, role: str) -> None:
         self.producer, self.topic, self.role = producer, topic, role
+        self._failed: list[str] = []      # appended on Kafka's I/O thread (list.append is atomic)
 
     def send(self, value: bytes, reason: str, topic: str, partition: int, offset: int,
              key: bytes | None = None) -> None:
@@ -56,7 +65,20 @@ class DeadLetter:
         log.warning("dead letter %s/%d/%d: %s", topic, partition, offset, reason)
         headers = [("eventd.reason", reason.encode()), ("eventd.role", self.role.encode()),
                    ("eventd.source", f"{topic}/{partition}/{offset}".encode())]
-        self.producer.send(self.topic, value, key=key, headers=headers)
+        self.producer.send(self.topic, value, key=key, headers=headers, on_done=self._done)
 
-    def flush(self, timeout: float | None = None) -> None:
-        self.producer.flush(timeout)
+    def _done(self, error: Exception | None) -> None:
+        if error is not None:
+            self._failed.append(f"{type(error).__name__}: {error}")
+
+    def flush(self, timeout: float = DELIVERY_TIMEOUT + 30.0) -> None:
+        """Return once every dead letter sent so far is in Kafka; raise :class:`DeadLetterFailed`
+        if one was refused, or if Kafka did not answer within ``timeout`` (longer than the
+        producer's own delivery timeout: a producer wedged after broker restarts must not hang
+        the role, which a restart cures)."""
+        try:
+            self.producer.flush(timeout)
+        except KafkaTimeoutError as exc:
+            raise DeadLetterFailed(f"dead letters not acknowledged by Kafka within {timeout:.0f}s: {exc}") from None
+        if self._failed:
+            raise DeadLetterFailed(f"Kafka refused {len(self._failed)} dead letter(s), first: {self._failed[0]}")

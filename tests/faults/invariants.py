@@ -35,8 +35,8 @@ class Findings:
     clickhouse: int = 0
     hdfs: int = 0
     balances: str = ""
-    lost: int = 0
-    duplicated: int = 0
+    lost: int = 0           # acknowledged events missing from ClickHouse or HDFS
+    duplicated: int = 0     # events more than once in ClickHouse or HDFS
     violations: list[str] = field(default_factory=list)
 
 
@@ -63,8 +63,8 @@ def check(env: TestEnv, sender: Sender, budgets: dict[int, int]) -> Findings:
     acked = {e["id"] for e in sender.accepted}
     in_ch, in_hdfs = clickhouse_ids(env.db), hdfs_ids(env.hdfs_base)
     found.clickhouse, found.hdfs = sum(in_ch.values()), sum(in_hdfs.values())
-    found.lost = len(acked - set(in_ch)) + len(acked - set(in_hdfs))
-    found.duplicated = sum(n - 1 for n in in_ch.values() if n > 1) + sum(n - 1 for n in in_hdfs.values() if n > 1)
+    found.lost = len(acked - (set(in_ch) & set(in_hdfs)))          # missing from either sink
+    found.duplicated = len({i for i, n in in_ch.items() if n > 1} | {i for i, n in in_hdfs.items() if n > 1})
     v = found.violations
     _ids(v, "ClickHouse", in_ch, acked, sender.offered)
     _ids(v, "HDFS", in_hdfs, acked, sender.offered)

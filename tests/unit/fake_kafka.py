@@ -81,9 +81,12 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple] = []
         self.flushes = 0
+        self.refuse: Exception | None = None     # answer every send with this error
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None, on_done: Any = None) -> None:
         self.sent.append((topic, value, key, dict(headers or [])))
+        if on_done is not None:
+            on_done(self.refuse)
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushes += 1

@@ -245,3 +245,23 @@ def test_partition_cache_notices_new_partitions() -> None:
     again = {k: parts.partition("t", k) for k in first}
     assert again == {k: (murmur2(k) & 0x7FFFFFFF) % 12 for k in first}
     assert first == {k: (murmur2(k) & 0x7FFFFFFF) % 3 for k in first}
+
+
+def test_a_producer_that_never_answers_is_replaced_and_everything_resent(
+        queue: DurableQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    import eventd.roles.collector.sender as sender_module
+    monkeypatch.setattr(sender_module, "STALL_AFTER", 0.5)
+    wedged, fresh = FakeProducer(), FakeProducer(auto_ack=True)
+    producers = iter([wedged, fresh])
+    fill(queue, 0, 30)
+    s = Sender(queue, lambda: next(producers), 1000, 1 << 20)
+    s.start()
+    wait_until(lambda: len(wedged.sent) == 30)
+    wedged.complete([value(i) for i in range(10)])              # answers 10, then falls silent
+    wait_until(lambda: len(fresh.sent) == 20)                   # abandoned: the other 20 go again
+    wait_until(lambda: wedged.closed)                           # closed without waiting for it
+    assert sorted(v for _, v, _, _ in fresh.sent) == [value(i) for i in range(10, 30)]
+    wedged.complete([value(i) for i in range(10, 30)], KafkaTimeoutError("late"))   # stale: ignored
+    fill(queue, 30, 40)
+    wait_until(lambda: s.tracker.watermark == 40)
+    assert s.stop(5) and s.unacked == 0

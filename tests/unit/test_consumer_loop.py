@@ -12,7 +12,7 @@ from eventd.config.common import DeadLetterConfig
 from eventd.errors import DecodeError
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings, RetryableError, Start
-from eventd.kafka.deadletter import DeadLetter, InvalidLimit, TooManyInvalid
+from eventd.kafka.deadletter import DeadLetter, DeadLetterFailed, InvalidLimit, TooManyInvalid
 from fake_kafka import FakeConsumer, FakeProducer
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -132,6 +132,43 @@ def test_bad_message_goes_to_dead_letter_and_the_stream_goes_on() -> None:
     assert (topic, value) == ("dlq", b"bad1")
     assert headers["eventd.source"] == b"t/0/1" and b"undecodable test message" in headers["eventd.reason"]
     assert producer.flushes >= 1  # dead letters acknowledged before the commit past them
+
+
+def test_a_refused_dead_letter_stops_the_role_before_committing_past_it() -> None:
+    from kafka.errors import KafkaTimeoutError
+    consumer = FakeConsumer({TP0: [b"a", b"bad1", b"c"]})
+    sink = RecordingSink()
+    loop, producer = make_loop(consumer, sink)
+    producer.refuse = KafkaTimeoutError("expired")
+    with pytest.raises(DeadLetterFailed, match="refused 1 dead letter"):
+        run_until(loop, consumer, lambda: False)
+    assert consumer.commits == [] and sink.written == []
+
+
+def test_a_rebalance_inside_a_flush_drops_the_rest_of_the_poll() -> None:
+    """The sink fails once; while the loop waits in the group, the partition is revoked and
+    assigned again. The messages of the poll not yet handled must be read again from the
+    committed position, not batched: every offset written once, in tiling ranges."""
+    consumer = FakeConsumer({TP0: [b"%d" % i for i in range(10)]})
+    sink = RecordingSink(fail_times=1)
+    loop, _ = make_loop(consumer, sink, max_items=3)
+    rebalanced = []
+    stop = threading.Event()
+
+    def on_poll(c: FakeConsumer) -> None:
+        if sink.fail_times == 0 and not rebalanced:    # the first poll after the failed write
+            rebalanced.append(True)
+            c.listener.on_partitions_revoked([TP0])
+            c.positions[TP0] = c.committed_offsets[TP0].offset if TP0 in c.committed_offsets else 0
+            c.listener.on_partitions_assigned([TP0])
+        if c.committed_offsets.get(TP0, OffsetAndMetadata(0, "", -1)).offset >= 10 or len(sink.written) > 20:
+            stop.set()
+    consumer.on_poll = on_poll
+    loop.run(stop)
+    written = [(first, last, items) for w in sink.written for first, last, items in w.values()]
+    assert [i for _, _, items in written for i in items] == [b"%d" % i for i in range(10)]
+    assert all(first <= last for first, last, _ in written)
+    assert consumer.committed_offsets[TP0].offset == 10
 
 
 def test_too_many_invalid_stops_the_role() -> None:

@@ -9,6 +9,12 @@ Contract:
   state) is retried: once nothing is in flight any more the reader is rewound to the lowest
   unacknowledged seq and every record not yet acknowledged is sent again, in queue order.
 - No connection at start (Kafka down) is retried with backoff; the inputs run regardless.
+- A producer that stops answering — sends in flight, and neither an acknowledgement nor an
+  error for ``STALL_AFTER`` seconds, longer than its own delivery timeout — is wedged
+  (kafka-python 3.0.12 can stay so after a broker restart: its idempotent producer waits for a
+  new producer id and never expires the waiting batches; found by the fault suite). It is
+  abandoned, a new one is started, and everything not acknowledged is sent again; answers
+  arriving late from the abandoned producer are ignored.
 - :meth:`Sender.stop` keeps sending the backlog for up to ``drain_timeout``, then closes the
   producer; what is left stays in the queue for the next start.
 """
@@ -22,6 +28,7 @@ import time
 from collections import deque
 from typing import Callable, Protocol
 
+from eventd.kafka.clients import DELIVERY_TIMEOUT
 from eventd.roles.collector import stats
 from eventd.roles.collector.acks import AckTracker
 from eventd.roles.collector.partitions import Partitions
@@ -36,6 +43,7 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 STATS_INTERVAL = 1.0
 RECONNECT_AFTER = 3
 POLL_INTERVAL = 0.005       # seconds between looks at a queue the sender has caught up with
+STALL_AFTER = DELIVERY_TIMEOUT + 30.0
 
 
 class ProducerLike(Protocol):
@@ -57,7 +65,10 @@ class Sender:
         self.queue, self._connect = queue, connect
         self._max_events, self._max_bytes = max_in_flight_events, max_in_flight_bytes
         self._until_empty = until_empty        # a queue adopted from a retired slot: stop when drained
-        self._acks: deque[tuple[int, int, Exception | None]] = deque()   # (seq, size, error) from Kafka's thread
+        # (producer generation, seq, size, error) from Kafka's thread
+        self._acks: deque[tuple[int, int, int, Exception | None]] = deque()
+        self._generation = 0                   # of the current producer; answers of older ones are stale
+        self._last_answer = time.monotonic()   # when Kafka last answered a send (or the first was sent)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._deadline = float("inf")
@@ -150,6 +161,8 @@ class Sender:
             if now >= next_stats:
                 self._publish_stats()
                 next_stats = now + STATS_INTERVAL
+            if self._stalled(now):
+                self._abandon_producer()
             if self._failed:
                 self._recover(reader)
                 continue
@@ -179,8 +192,11 @@ class Sender:
             if self._in_flight and (self._in_flight >= max_events or self._in_flight_bytes + size > max_bytes):
                 self._pending = records[i:]
                 return
+            if not self._in_flight:
+                self._last_answer = time.monotonic()     # the stall clock starts with the first send
             try:
-                producer.send(r.topic, r.value, r.key, on_done=functools.partial(on_done, r.seq, size),
+                producer.send(r.topic, r.value, r.key, on_done=functools.partial(on_done, self._generation, r.seq,
+                                                                                   size),
                               partition=partitions.partition(r.topic, r.key))
             except Exception as exc:
                 self._pending = records[i:]
@@ -191,9 +207,9 @@ class Sender:
         self._pending = []
         self._send_errors = 0
 
-    def _on_done(self, seq: int, size: int, error: Exception | None) -> None:
+    def _on_done(self, generation: int, seq: int, size: int, error: Exception | None) -> None:
         """Called on kafka-python's I/O thread: hand over, nothing more (deque.append is atomic)."""
-        self._acks.append((seq, size, error))
+        self._acks.append((generation, seq, size, error))
         if error is not None or len(self._acks) >= 1000:
             self._wake.set()
 
@@ -205,7 +221,10 @@ class Sender:
         acks, tracker = self._acks, self.tracker
         sent = failed = 0
         while acks:
-            seq, size, error = acks.popleft()
+            generation, seq, size, error = acks.popleft()
+            if generation != self._generation:
+                continue         # an abandoned producer's: its sends were counted off and are resent
+            self._last_answer = time.monotonic()
             self._in_flight -= 1
             self._in_flight_bytes -= size
             if error is None:
@@ -252,6 +271,25 @@ class Sender:
         self._pending = []
         reader.seek(self.tracker.watermark)
         self._stop.wait(BACKOFF_START)
+
+    def _stalled(self, now: float) -> bool:
+        return self._in_flight > 0 and now - self._last_answer > STALL_AFTER
+
+    def _abandon_producer(self) -> None:
+        """Give up on a wedged producer: its sends count as failed, a new producer resends them.
+        Closing it must not hang the sender (its I/O thread may be the wedged part): no wait."""
+        log.warning("%s: Kafka has not answered %d sends for %.0fs (more than the delivery timeout): "
+                    "starting a new producer and resending from event seq %d", self._thread.name, self._in_flight,
+                    STALL_AFTER, self.tracker.watermark)
+        stats.KAFKA_ERRORS.inc()
+        with self._settle_lock:
+            self._generation += 1
+            self._in_flight = self._in_flight_bytes = 0
+        producer, self._producer, self.connected = self._producer, None, False
+        if producer is not None:
+            threading.Thread(target=producer.close, kwargs={"timeout": 0}, daemon=True,
+                             name="abandoned-producer").start()
+        self._failed = self._reconnect = True
 
     def _wait_for_acks(self, timeout: float) -> None:
         self._wake.wait(timeout)
