@@ -27,6 +27,11 @@ class ConfigError(EventdError):
         super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
 
 
+class ServiceUnavailable(EventdError):
+    """A service the role needs (Kafka, a sink) is unreachable in a way the role does not ride out
+    itself: the role exits with ``EXIT_TEMPORARY``, logging one line, and the daemon restarts it."""
+
+
 class CannotStart(EventdError):
     """A role found at start-up that it can never run as configured (exit ``EXIT_CANNOT_START``)."""
 

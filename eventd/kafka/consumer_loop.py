@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from eventd.errors import DecodeError, EventdError, InvalidEvent
@@ -256,9 +256,16 @@ class ConsumerLoop(Generic[T]):
             return
         try:
             self.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in next_offsets.items()})
-        except CommitFailedError as exc:
+        except (CommitFailedError, RebalanceInProgressError) as exc:
             # We were rebalanced away; the new owner redoes the batch and the sink deduplicates.
             log.warning("commit refused after a rebalance; the partitions' new owner redoes them: %s", exc)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # Kafka unreachable. Commits are cumulative: the next batch's commit covers this one;
+            # if the role stops first, its successor redoes the batch and the sink deduplicates.
+            log.warning("commit not done, Kafka unavailable (%s: %s); the next commit covers it",
+                        type(exc).__name__, exc)
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         """Commit to Kafka synchronously (sinks use it to record a batch before writing it)."""

@@ -14,7 +14,7 @@ import logging
 from kafka.errors import KafkaTimeoutError
 
 from eventd.config.common import DeadLetterConfig
-from eventd.errors import EventdError
+from eventd.errors import EventdError, ServiceUnavailable
 from eventd.kafka.clients import DELIVERY_TIMEOUT
 from eventd.kafka.producer import Producer
 from eventd.metrics import REJECTED
@@ -22,7 +22,7 @@ from eventd.metrics import REJECTED
 log = logging.getLogger(__name__)
 
 
-class DeadLetterFailed(EventdError):
+class DeadLetterFailed(ServiceUnavailable):
     """Kafka refused a dead letter or did not acknowledge it in time. The role stops before
     committing past the message; its restart reads the message again and resends the letter."""
 

@@ -18,7 +18,7 @@ from functools import cached_property
 from types import FrameType
 
 from eventd.config import Config
-from eventd.errors import EXIT_CANNOT_START, EXIT_OK, EXIT_TEMPORARY, CannotStart
+from eventd.errors import EXIT_CANNOT_START, EXIT_OK, EXIT_TEMPORARY, CannotStart, ServiceUnavailable
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
 from eventd.logs import setup_logging
@@ -71,11 +71,22 @@ def run_role(config: Config, role: str, slot: int = 0) -> int:
     except CannotStart as exc:
         log.error("cannot start: %s", exc)
         return EXIT_CANNOT_START
-    except Exception:
-        log.exception("role failed")
+    except Exception as exc:
+        if _unavailable(exc):
+            # An outage, not a bug: one line, no traceback; the daemon restarts the role with backoff.
+            log.error("stopping, to be restarted: %s: %s", type(exc).__name__, exc)
+        else:
+            log.exception("role failed")
         return EXIT_TEMPORARY
     log.info("stopped")
     return EXIT_OK
+
+
+def _unavailable(exc: Exception) -> bool:
+    """A service outage: eventd's own :class:`ServiceUnavailable`, or a Kafka error kafka-python
+    marks retriable (broker unreachable, bootstrap timed out, coordinator moving)."""
+    from kafka.errors import KafkaError
+    return isinstance(exc, ServiceUnavailable) or (isinstance(exc, KafkaError) and exc.retriable)
 
 
 def _metrics_offset(config: Config, role: str, slot: int) -> int:

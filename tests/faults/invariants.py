@@ -121,13 +121,14 @@ def _budgets(env: TestEnv, budgets: dict[int, int]) -> list[str]:
 def unexpected_tracebacks(log: Path) -> list[str]:
     """The log records that carry a traceback not listed in :data:`EXPECTED_TRACEBACKS`."""
     out: list[str] = []
-    previous = ""
+    header = ""
     for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("Traceback (most recent call last)"):
-            # logging writes a record's traceback right after its first line; a traceback after
-            # anything else was printed by a dying process, and is never expected.
-            m = _HEADER.match(previous)
+        if _HEADER.match(line):
+            header = line
+        elif line.startswith("Traceback (most recent call last)"):
+            # logging writes a record's traceback (and any chained one) after its first line; the
+            # roles' lines interleave only between records, so the last record line is its owner.
+            m = _HEADER.match(header)
             if not (m and m["logger"].startswith(tuple(EXPECTED_TRACEBACKS))):
-                out.append(previous[:300] or "(a traceback at the start of the log)")
-        previous = line
+                out.append(header[:300] or "(a traceback before any log record)")
     return out
