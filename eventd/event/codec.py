@@ -55,3 +55,37 @@ class Decoder:
         if stream.tell() != len(body):
             raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
         return entry, record
+
+
+# -- the envelope prefix, read without decoding the rest ----------------------------------------
+# Every schema starts with the envelope: id (string), type (string), time (long). Roles that only
+# route or deduplicate read these few bytes instead of decoding the record.
+
+def read_long(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """(position after it, value) of the Avro long (zig-zag varint) at ``pos``."""
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise DecodeError("corrupt Avro body: a truncated or overlong long in the envelope")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return pos, (n >> 1) ^ -(n & 1)
+
+
+def read_string(data: bytes | memoryview, pos: int) -> tuple[int, bytes]:
+    """(position after it, raw bytes) of the Avro string at ``pos``."""
+    pos, size = read_long(data, pos)
+    if size < 0 or pos + size > len(data):
+        raise DecodeError(f"corrupt Avro body: a truncated string in the envelope ({size} bytes announced, "
+                          f"{len(data) - pos} left)")
+    return pos + size, bytes(data[pos:pos + size])
+
+
+def envelope_id(data: bytes) -> bytes:
+    """The event id of a single-object encoded message (the first envelope field)."""
+    if len(data) <= HEADER_SIZE or data[:2] != MAGIC:
+        raise DecodeError("not Avro single-object encoding (missing C3 01 header)")
+    return read_string(data, HEADER_SIZE)[1]

@@ -17,33 +17,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from eventd.errors import DecodeError
-from eventd.event.codec import HEADER_SIZE, MAGIC
-
-
-def envelope_id(data: bytes) -> bytes:
-    """The event id of a single-object encoded message, without decoding the rest.
-
-    Every schema starts with the envelope, ``id`` (an Avro string) first, so the id is a
-    zig-zag varint length and that many bytes right after the 10-byte header.
-    """
-    if len(data) <= HEADER_SIZE or data[:2] != MAGIC:
-        raise DecodeError("not Avro single-object encoding (missing C3 01 header)")
-    pos, shift, raw = HEADER_SIZE, 0, 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise DecodeError("corrupt Avro body: the event id's length is cut off")
-        byte = data[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    length = (raw >> 1) ^ -(raw & 1)
-    if length < 0 or pos + length > len(data):
-        raise DecodeError(f"corrupt Avro body: event id length {length} does not fit the message")
-    return data[pos:pos + length]
-
 
 class RecentIds:
     """The event ids seen at the last ``size`` offsets of one partition.

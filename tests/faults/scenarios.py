@@ -13,13 +13,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from random import Random
 from typing import Any, Callable
 
-from harness import TestEnv, devstack, wait_for
+from harness import DEVSTACK, TestEnv, devstack, wait_for
 from pipeline import ROLES, Daemon, Sender
 
 from faults.proxy import FaultProxy
@@ -124,8 +124,8 @@ def freeze_service(name: str, low: float, high: float) -> Callable[[Context], No
     def fault(ctx: Context) -> None:
         for _ in range(ctx.cycles):
             ctx.pause(1, 3)
-            pid = int(subprocess.run([str(Path(__file__).resolve().parents[2] / "init" / "devstack"), "pid", name],
-                                     check=True, capture_output=True, text=True).stdout)
+            pid = int(subprocess.run([sys.executable, str(DEVSTACK), "pid", name], check=True, capture_output=True,
+                                     text=True).stdout)
             os.kill(pid, signal.SIGSTOP)
             ctx.log(f"SIGSTOP {name}")
             try:

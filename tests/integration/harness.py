@@ -140,6 +140,24 @@ class RoleProcess:
         self._log.close()
 
 
+def mariadb(db: str | None = None) -> Any:
+    """A connection to the devstack's MariaDB as eventd (autocommit)."""
+    import pymysql
+    return pymysql.connect(host="127.0.0.1", port=3306, user="eventd", password="eventd", database=db,
+                           autocommit=True)
+
+
+def sql(db: str | None, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement in database ``db``; its rows."""
+    conn = mariadb(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
 def event_line(**fields: Any) -> bytes:
     return json.dumps(fields).encode()
 

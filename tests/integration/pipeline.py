@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import fastavro
-import pymysql
 from clickhouse_driver import Client
-from harness import REPO, TestEnv, free_port, wait_for
+from harness import REPO, TestEnv, free_port, mariadb, sql, wait_for
 
 NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 ROLES = ("collector", "clickhouse-loader", "balance-aggregator", "hdfs-uploader")
@@ -130,21 +129,6 @@ def setup(config: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "eventd", "setup", "-c", str(config)], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"eventd setup failed:\n{r.stdout}\n{r.stderr}"
-
-
-def mariadb(db: str | None = None) -> pymysql.Connection:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="eventd", password="eventd", database=db,
-                           autocommit=True)
-
-
-def sql(db: str, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
-    conn = mariadb(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def add_campaigns(db: str) -> None:

@@ -15,12 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pymysql
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from eventd.event.codec import encode
 from eventd.event.schemas import SchemaStore
-from harness import KAFKA, REPO, SCHEMAS, RoleProcess, TestEnv, wait_for
+from harness import KAFKA, REPO, SCHEMAS, RoleProcess, TestEnv, mariadb, sql, wait_for
 
 ROLE = "balance-aggregator"
 STORE = SchemaStore.load(str(SCHEMAS))
@@ -31,9 +30,7 @@ def micros(value: Decimal | None) -> int | None:
     return None if value is None else int(value.scaleb(6))
 
 
-def db_connect(database: str | None = None) -> pymysql.Connection:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="eventd", password="eventd", database=database,
-                           autocommit=True)
+db_connect = mariadb
 
 
 def balance_settings(env: TestEnv, **overrides: Any) -> dict[str, Any]:
@@ -95,13 +92,7 @@ class World:
 
     # -- database ----------------------------------------------------------------------
     def sql(self, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
-        conn = db_connect(self.db)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return sql(self.db, statement, args)
 
     def add_campaigns(self, campaigns: list[Campaign], publishers: list[int]) -> None:
         conn = db_connect(self.db)

@@ -22,7 +22,6 @@ import pymysql
 import pytest
 from clickhouse_driver import Client
 
-from eventd.config import load_config
 from eventd.replay.command import EXIT_REJECTED
 from eventd.replay.testdata import Expected, generate
 from harness import REPO, TestEnv, wait_for

@@ -11,10 +11,10 @@ import pytest
 
 from eventd.config import load_config
 from eventd.errors import DecodeError
-from eventd.event.codec import encode
+from eventd.event.codec import encode, envelope_id
+from eventd.event.dedup import RecentIds
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
-from eventd.event.dedup import RecentIds, envelope_id
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = load_config(str(REPO / "conf" / "eventd.yaml"))

@@ -252,6 +252,13 @@ def test_each_flush_is_recorded_before_its_files_and_committed_after(tmp_path: P
 ])
 def test_killed_at_any_hdfs_call_then_restarted_exactly_once(tmp_path: Path, kills: list) -> None:
     logs, expected = make_logs(500, seed=len(kills))
+    hdfs = kill_then_finish(tmp_path, logs, kills)
+    check_exactly_once(hdfs, logs, expected)
+
+
+def kill_then_finish(tmp_path: Path, logs: dict[TopicPartition, list[bytes]], kills: list) -> FakeHdfs:
+    """One process per ``(call, n)`` of ``kills``, each killed at the n-th HDFS ``call``; the next
+    starts from what the last one committed; a last process runs until everything is committed."""
     hdfs = FakeHdfs()
     committed: dict = {}
     for i, (op, nth) in enumerate(kills):
@@ -271,7 +278,7 @@ def test_killed_at_any_hdfs_call_then_restarted_exactly_once(tmp_path: Path, kil
     consumer = FakeConsumer(logs, committed=committed)
     run = Run(tmp_path, hdfs, consumer, config(), "final").until(done(consumer, logs))
     assert run.error is None
-    check_exactly_once(hdfs, logs, expected)
+    return hdfs
 
 
 def test_rename_false_with_the_file_in_place_counts_as_placed(tmp_path: Path) -> None:
@@ -445,22 +452,5 @@ def with_resends(logs: dict[TopicPartition, list[bytes]], every: int) -> dict[To
 def test_collector_resends_are_archived_once_through_kills(tmp_path: Path, kills: list) -> None:
     logs, expected = make_logs(400, seed=7)
     logs = with_resends(logs, 9)
-    hdfs = FakeHdfs()
-    committed: dict = {}
-    for i, (op, nth) in enumerate(kills):
-        counter: collections.Counter = collections.Counter()
-
-        def kill(o: str, path: str, op: str = op, nth: int = nth, counter: collections.Counter = counter) -> None:
-            counter[o] += 1
-            if o == op and counter[o] == nth:
-                raise Killed(f"{o} {path}")
-        hdfs.fail = kill
-        consumer = FakeConsumer(logs, committed=committed)
-        run = Run(tmp_path, hdfs, consumer, config(upload_parallelism=1), f"p{i}").until(done(consumer, logs))
-        assert isinstance(run.error, Killed), f"run {i} was not killed at {op} #{nth}"
-        committed = dict(consumer.committed_offsets)
-    hdfs.fail = lambda o, p: None
-    consumer = FakeConsumer(logs, committed=committed)
-    run = Run(tmp_path, hdfs, consumer, config(), "final").until(done(consumer, logs))
-    assert run.error is None
+    hdfs = kill_then_finish(tmp_path, logs, kills)
     check_exactly_once(hdfs, logs, expected)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from fastavro import schemaless_reader, schemaless_writer
 
 from eventd.errors import DecodeError
-from eventd.event.codec import Decoder
+from eventd.event.codec import Decoder, read_long, read_string
 from eventd.event.schemas import GENERIC, SchemaEntry, SchemaStore
 from eventd.kafka.batch import Message
 from eventd.roles.hdfs_uploader.layout import TYPE_RE, GroupKey, hour_of
@@ -100,30 +100,10 @@ class RecordReader:
 def read_envelope(body: bytes) -> tuple[str, int]:
     """(type, time) from the envelope prefix — id (string), type (string), time (long) — without
     decoding the rest; :class:`DecodeError` if the prefix is malformed."""
-    pos, _ = _skip_string(body, 0)
-    pos, raw_type = _skip_string(body, pos)
-    _, time_ms = _long(body, pos)
+    pos, _ = read_string(body, 0)
+    pos, raw_type = read_string(body, pos)
+    _, time_ms = read_long(body, pos)
     try:
         return raw_type.decode("ascii"), time_ms
     except UnicodeDecodeError:
         raise DecodeError("event type is not ASCII") from None
-
-
-def _long(data: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise DecodeError("truncated or overlong Avro long in the envelope")
-        b = data[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return pos, (n >> 1) ^ -(n & 1)
-
-
-def _skip_string(data: bytes, pos: int) -> tuple[int, bytes]:
-    pos, size = _long(data, pos)
-    if size < 0 or pos + size > len(data):
-        raise DecodeError("truncated Avro string in the envelope")
-    return pos + size, data[pos:pos + size]

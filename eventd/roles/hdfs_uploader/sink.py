@@ -29,7 +29,8 @@ from kafka.structs import TopicPartition
 
 from eventd.config.hdfs import HdfsUploaderConfig
 from eventd.errors import DecodeError, EventdError
-from eventd.event.dedup import RecentIds, envelope_id
+from eventd.event.codec import envelope_id
+from eventd.event.dedup import RecentIds
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, FatalSinkError, RetryableError, Start
 from eventd.metrics import DUPLICATES, EVENTS_OUT, HDFS_BACKPRESSURE, HDFS_BYTES, HDFS_FAILURES, HDFS_FILES
