@@ -9,6 +9,7 @@ progress), wait until every acknowledged event has reached every sink, then chec
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from contextlib import ExitStack
@@ -103,17 +104,24 @@ def run(scenario: Scenario, tmp: Path, seed: int, cycles: int, rate: int, log=pr
         daemon.wait_serving(ROLES, timeout=180)
         sender.start_stream(per_batch=max(1, rate // 10), pause=0.1)
         time.sleep(2)                        # events flowing before the first fault
+        errors: list[str] = []
         try:
             scenario.fault(ctx)
+        except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+            # e.g. the collector never accepted again: a finding of this scenario, not a crash of the suite
+            errors.append(f"the scenario could not run to its end: {type(exc).__name__}: {exc}")
         finally:
             sender.stop_stream()
-        daemon.wait_serving(ROLES, timeout=180)
-        sender.send(50)                      # the probe: sent after the faults, must reach every sink
+        try:
+            daemon.wait_serving(ROLES, timeout=180)
+            sender.send(50)                  # the probe: sent after the faults, must reach every sink
+        except AssertionError as exc:
+            errors.append(f"the pipeline did not recover: {exc}"[:2000])
         row.recovery_s = wait_delivered(env, sender, timeout=scenario.recovery_timeout)
         time.sleep(3)                        # duplicates, if any, would show up now
         row.offered = len(sender.offered)
         row.findings = check(env, sender, BUDGETS)
-        row.findings.violations += scenario.verify(ctx)
+        row.findings.violations += errors + scenario.verify(ctx)
         row.findings.violations += [f"unexpected traceback after: {t}" for t in unexpected_tracebacks(daemon.log_path)]
         row.peak_rss_mib = dict(sampler.peak)
         row.notes = ctx.notes + [f"answers {dict(sender.answers)}"]

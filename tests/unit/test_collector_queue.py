@@ -152,6 +152,28 @@ def test_acknowledged_position_persists_and_deletes_old_segments(tmp_path: Path)
     assert q2.append([msg(300)]) == 301
 
 
+def test_a_full_disk_that_refuses_the_position_file_still_frees_acknowledged_segments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    q = open_q(tmp_path)
+    for i in range(300):
+        q.append([msg(i)])
+    q.acknowledge(10, force=True)                   # saved: 10
+    before = len(segment_files(tmp_path))
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(queue_mod.os, "replace", full)
+    q.acknowledge(250, force=True)                  # not saved: the disk is full
+    assert (tmp_path / ACKED_FILE).read_text() == '{"seq": 10}'
+    assert len(segment_files(tmp_path)) < before    # but the space is given back
+    monkeypatch.undo()
+    os.close(q._lock_fd)                            # a crash: nothing more is saved, the lock is gone
+    q2 = open_q(tmp_path)
+    first = q2.acked_seq
+    assert 10 < first <= 250                        # the oldest remaining segment, not the stale 10
+    assert [r.seq for r in read_all(q2)] == list(range(first, 300))
+
+
 def test_size_shrinks_as_segments_are_acknowledged(tmp_path: Path) -> None:
     q = open_q(tmp_path, cap=4 * SEG)
     n = 0

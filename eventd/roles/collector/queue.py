@@ -8,7 +8,7 @@ Contract:
   (:class:`QueueFull`), and a failed write (disk full, I/O error) is truncated away and refused too.
 - The *acknowledged position* ``acked_seq`` (every record below it is in Kafka) is persisted in
   the ``acked`` file; segments wholly below it are deleted. A crash resends at most the records
-  from the persisted position on.
+  from the persisted position (or the oldest remaining segment, if that is later) on.
 - Opening a directory recovers it: a torn or corrupt tail of the last segment (power loss) is
   detected by checksum, moved to ``corrupt/`` and cut off, with a loud log line; never replayed.
 
@@ -302,10 +302,15 @@ class DurableQueue:
             log.warning("queue %s: cannot save the acknowledged position: %s", self.dir, exc.strerror)
 
     def _drop_acked_segments(self) -> None:
-        """Delete segments whose every record is below the persisted acknowledged position."""
+        """Delete segments whose every record is below the acknowledged position.
+
+        Also when saving the position failed: on a full disk, saving needs a new file and
+        deleting segments is what frees the disk (found by the fault suite: a full tmpfs never
+        drained). Safe, because every record of a deleted segment is in Kafka and reopening
+        starts at the oldest remaining segment when the saved position is older (``_recover``)."""
         while True:
             with self._lock:
-                if len(self._segments) < 2 or self._segments[1].base > self._persisted_ack:
+                if len(self._segments) < 2 or self._segments[1].base > self.acked_seq:
                     return
                 seg = self._segments.pop(0)
                 self._bytes -= seg.size
