@@ -239,18 +239,21 @@ BAD_LINES = (
 
 
 def all_inputs(ctx: Context) -> None:
-    """Every socket input on: HTTP and the unix stream socket are on by the test config; TCP too;
-    UDP and the unix datagram socket are switched on here."""
+    """Every input on: HTTP, TCP and the unix stream socket are on by the test config; UDP, the
+    unix datagram socket and the file tail (a log file the web app would write) are switched on here."""
     from harness import free_port
     c = ctx.settings["collector"]
     c["udp"] = {"enabled": True, "listen": f"127.0.0.1:{free_port()}"}
     c["unix_datagram"]["enabled"] = True
     c["unix"]["enabled"] = True
+    c["tail"] = {"enabled": True, "paths": [str(ctx.env.tmp / "app-*.log")], "poll_interval": "200ms",
+                 "positions": str(ctx.env.tmp / "tail-positions.json")}
 
 
 @dataclass
 class Tally:
-    """Bad lines sent on the inputs that answer, and how many of them the answers rejected."""
+    """Bad lines sent on the inputs that answer, how many of them the answers rejected, and the
+    good events sent where nothing answers (datagrams, the tailed file)."""
     bad_sent: int = 0
     bad_rejected: int = 0
     datagram_ids: list[str] = field(default_factory=list)
@@ -258,14 +261,15 @@ class Tally:
 
 def bad_input_storm(ctx: Context) -> None:
     """Bad lines mixed with good ones on every input, ``cycles`` rounds; good events sent on a
-    stream input count as acknowledged once the answer says so; datagrams get no answer and are
-    offered only (``verify`` checks they all arrived: nothing else was wrong)."""
+    stream input count as acknowledged once the answer says so; datagrams and tailed lines get no
+    answer and are offered only (``verify`` checks they all arrived: nothing else was wrong)."""
     tally = ctx.extra["tally"] = Tally()
     for _ in range(ctx.cycles):
         _http_mixed(ctx, tally)
         _stream_mixed(ctx, tally, socket.AF_INET, ("127.0.0.1", ctx.env.tcp_port))
         _stream_mixed(ctx, tally, socket.AF_UNIX, ctx.settings["collector"]["unix"]["path"])
         _datagrams(ctx, tally)
+        _tailed(ctx, tally)
         ctx.pause(0.2, 1.0)
 
 
@@ -328,6 +332,14 @@ def _datagrams(ctx: Context, tally: Tally) -> None:
                 s.sendto(line, address)
 
 
+def _tailed(ctx: Context, tally: Tally) -> None:
+    """Lines appended to a tailed log file: no answer either (offered only, like datagrams)."""
+    good, lines = _mixed(ctx, 10)
+    tally.datagram_ids += [e["id"] for e in good]
+    with open(ctx.env.tmp / "app-events.log", "ab") as fh:
+        fh.write(b"\n".join(lines) + b"\n")
+
+
 def bad_input_verify(ctx: Context) -> list[str]:
     from pipeline import clickhouse_ids
     tally: Tally = ctx.extra["tally"]
@@ -336,7 +348,7 @@ def bad_input_verify(ctx: Context) -> list[str]:
         out.append(f"{tally.bad_sent} bad lines sent on HTTP/TCP/unix, {tally.bad_rejected} answered as rejected")
     seen = clickhouse_ids(ctx.env.db)
     if missing := [i for i in tally.datagram_ids if i not in seen]:
-        out.append(f"{len(missing)} good events sent by datagram not delivered, e.g. {missing[:3]}")
+        out.append(f"{len(missing)} good events sent by datagram or the tailed file not delivered, e.g. {missing[:3]}")
     if ctx.restarts("collector"):
         out.append("the collector was restarted by bad input")
     return out
