@@ -40,9 +40,10 @@ class Findings:
     violations: list[str] = field(default_factory=list)
 
 
-def wait_delivered(env: TestEnv, sender: Sender, timeout: float) -> float | None:
-    """Seconds until every acknowledged event is in ClickHouse and HDFS and its cost in MariaDB;
-    None if that did not happen within ``timeout`` (the check then reports what is missing)."""
+def wait_delivered(env: TestEnv, sender: Sender, timeout: float, since: float) -> float | None:
+    """Seconds from ``since`` (monotonic) until every acknowledged event is in ClickHouse and HDFS
+    and its cost in MariaDB; None if that did not happen within ``timeout`` from now (the check
+    then reports what is missing)."""
     acked = {e["id"] for e in sender.accepted}
     spent = sum(Expected(sender.accepted).spent.values())
     t0 = time.monotonic()
@@ -54,7 +55,7 @@ def wait_delivered(env: TestEnv, sender: Sender, timeout: float) -> float | None
             if time.monotonic() - t0 > timeout:
                 return None
             time.sleep(1)
-    return time.monotonic() - t0
+    return time.monotonic() - since
 
 
 def check(env: TestEnv, sender: Sender, budgets: dict[int, int]) -> Findings:

@@ -111,13 +111,14 @@ def run(scenario: Scenario, tmp: Path, seed: int, cycles: int, rate: int, log=pr
             # e.g. the collector never accepted again: a finding of this scenario, not a crash of the suite
             errors.append(f"the scenario could not run to its end: {type(exc).__name__}: {exc}")
         finally:
+            cleared = time.monotonic()       # recovery is counted from here
             sender.stop_stream()
         try:
             daemon.wait_serving(ROLES, timeout=180)
             sender.send(50)                  # the probe: sent after the faults, must reach every sink
         except AssertionError as exc:
             errors.append(f"the pipeline did not recover: {exc}"[:2000])
-        row.recovery_s = wait_delivered(env, sender, timeout=scenario.recovery_timeout)
+        row.recovery_s = wait_delivered(env, sender, scenario.recovery_timeout, since=cleared)
         time.sleep(3)                        # duplicates, if any, would show up now
         row.offered = len(sender.offered)
         row.findings = check(env, sender, BUDGETS)
