@@ -18,11 +18,13 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from eventd.errors import EventdError
+from eventd.event.binary import Reader, UnsupportedSchema, Writer, compile_reader, compile_writer
 
 GENERIC = "_generic"
 ENVELOPE: tuple[tuple[str, str], ...] = (
     ("id", "string"), ("type", "string"), ("time", "long"), ("received", "long"),
     ("host", "string"), ("input", "string"), ("schema_version", "int"))
+ENVELOPE_INPUT = ("id", "type", "time")   # the envelope fields an input line may carry
 _FILE = re.compile(r"^(_generic|[a-z][a-z0-9_]{0,63})\.v(\d+)\.avsc$")
 
 
@@ -51,6 +53,9 @@ class SchemaEntry:
     fingerprint: bytes                           # 8 bytes, little-endian CRC-64-AVRO of the canonical form
     payload: tuple[FieldSpec, ...] = field(repr=False)
     money_fields: tuple[str, ...] = ()
+    input_names: frozenset[str] = frozenset()    # the keys of an input line this schema knows
+    write: Writer = field(repr=False, compare=False, default=None)   # type: ignore[assignment]
+    read: Reader = field(repr=False, compare=False, default=None)    # type: ignore[assignment]
 
 
 class SchemaStore:
@@ -91,11 +96,16 @@ def _load_file(path: str) -> SchemaEntry:
     _check_envelope(path, raw)
     payload = tuple(_field_spec(f) for f in raw["fields"][len(ENVELOPE):] if f["name"] != "extra")
     fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
-    # Kept in fastavro's hinted form: without the hint fastavro re-parses the schema on every
-    # encode/decode call (about twice the cost), so every role can use ``entry.schema`` as is.
+    try:
+        write, read = compile_writer(raw), compile_reader(raw)
+    except UnsupportedSchema as exc:
+        raise SchemaError(f"{path}: {exc}") from None
+    # ``schema`` is kept in fastavro's hinted form for what fastavro still does here (schema
+    # resolution between versions, container files): without the hint it re-parses every call.
     return SchemaEntry(type=m.group(1), version=int(m.group(2)), path=path, schema=parsed, raw=raw,
                        fingerprint=fp, payload=payload,
-                       money_fields=tuple(f.name for f in payload if f.money))
+                       money_fields=tuple(f.name for f in payload if f.money),
+                       input_names=frozenset(ENVELOPE_INPUT).union(f.name for f in payload), write=write, read=read)
 
 
 def _check_envelope(path: str, raw: dict[str, Any]) -> None:

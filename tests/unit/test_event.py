@@ -122,6 +122,26 @@ def test_money_is_exact() -> None:
     assert format_micros(1_500_001) == "1.500001"
 
 
+@pytest.mark.parametrize("text", ["0", "7", "007", "0.1", "0.000001", "0.004762", "123456789012.999999",
+                                  "999999999999", "9999999999999", "9223372036854.775807", "9223372036854.775808",
+                                  "1.", ".5", "1.0000001", "1.1000000", " 2.5", "1e3", "-1", "+1", "١٢", "1_0", ""])
+def test_money_strings_read_without_decimal_give_what_decimal_gives(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int() fast path for plain decimal strings and the exact Decimal path agree, value or error."""
+    import re
+
+    from eventd.event import money
+
+    def outcome() -> object:
+        try:
+            return to_micros(text, "cost")
+        except InvalidEvent as exc:
+            return exc.reason
+
+    fast = outcome()
+    monkeypatch.setattr(money, "_PLAIN", re.compile(r"(?!)"))    # matches nothing: the Decimal path only
+    assert fast == outcome()
+
+
 def test_decoder_rejects_garbage_and_unknown_fingerprints() -> None:
     with pytest.raises(DecodeError, match="missing C3 01"):
         Decoder(STORE).decode(b"{json}")

@@ -8,16 +8,13 @@ Revenue is credited to the publisher account. Money is integer micro-units throu
 
 from __future__ import annotations
 
-import io
 from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from fastavro import schemaless_reader
-
-from eventd.errors import DecodeError, InvalidEvent
+from eventd.errors import InvalidEvent
 from eventd.event.codec import Decoder
-from eventd.event.schemas import SchemaEntry, SchemaStore
+from eventd.event.schemas import SchemaStore
 from eventd.event.money import MAX_MICROS
 from eventd.kafka.batch import Message
 
@@ -81,8 +78,7 @@ class ChargeReader:
     def read(self, msg: Message) -> Charge:
         """The charge of ``msg``; raises DecodeError (unreadable) or InvalidEvent (money without
         the campaign or account it belongs to, or out of range)."""
-        entry, body = self._decoder.split(msg.value)
-        record = self._decode(entry, body)
+        record = self._decoder.decode(msg.value)[1]
         cost, revenue = _money(record, COST), _money(record, REVENUE)
         campaign, publisher = record.get(CAMPAIGN), record.get(PUBLISHER)
         if cost and campaign is None:
@@ -92,19 +88,6 @@ class ChargeReader:
         day = self._day_of(record["time"]) if cost else None
         return Charge(msg.topic, msg.partition, msg.offset, record["id"], campaign, record.get(ADVERTISER),
                       publisher, cost, revenue, day, msg.key, msg.value)
-
-    def _decode(self, entry: SchemaEntry, body: memoryview) -> dict[str, Any]:
-        stream = io.BytesIO(body)
-        try:
-            record = schemaless_reader(stream, entry.schema, None)
-        except Exception as exc:  # fastavro raises assorted types on corrupt input
-            raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: "
-                              f"{type(exc).__name__}: {exc}") from None
-        if stream.tell() != len(body):
-            raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
-        if not isinstance(record, dict):
-            raise DecodeError(f"{entry.type} v{entry.version} is not a record schema")
-        return record
 
 
 def _money(record: dict[str, Any], field: str) -> int:

@@ -19,10 +19,10 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader
 
 from eventd.errors import DecodeError
-from eventd.event.codec import Decoder, read_long, read_string
+from eventd.event.codec import Decoder, decode_body, read_long, read_string
 from eventd.event.schemas import GENERIC, SchemaEntry, SchemaStore
 from eventd.kafka.batch import Message
 from eventd.roles.hdfs_uploader.layout import TYPE_RE, GroupKey, hour_of
@@ -57,11 +57,11 @@ class RecordReader:
         target = self.store.latest[entry.type]
         body = bytes(view)
         if entry is not target:
-            record = self._decode(entry, body, target)
-            body = self._encode(target, record)
+            record = self._resolve(entry, body, target)
+            body = target.write(record)
             event_type, time_ms = record["type"], record["time"]
         elif self.verify:
-            record = self._decode(entry, body)
+            record = decode_body(entry, body)
             event_type, time_ms = record["type"], record["time"]
         else:
             event_type, time_ms = read_envelope(body)
@@ -77,24 +77,17 @@ class RecordReader:
         except ValueError as exc:
             raise DecodeError(str(exc)) from None
 
-    def _decode(self, entry: SchemaEntry, body: bytes, reader: SchemaEntry | None = None) -> dict[str, Any]:
+    def _resolve(self, entry: SchemaEntry, body: bytes, reader: SchemaEntry) -> dict[str, Any]:
+        """An older version's body as a record of ``reader`` (Avro schema resolution: fastavro)."""
         stream = io.BytesIO(body)
         try:
-            record = schemaless_reader(stream, entry.schema,
-                                       reader.schema if reader else None)
+            record = schemaless_reader(stream, entry.schema, reader.schema)
         except Exception as exc:   # fastavro raises assorted types on corrupt input
-            what = f"{entry.type} v{entry.version}" + (f" as v{reader.version}" if reader else "")
-            raise DecodeError(f"corrupt or unresolvable Avro body for {what}: {type(exc).__name__}: {exc}") from None
+            raise DecodeError(f"corrupt or unresolvable Avro body for {entry.type} v{entry.version} as "
+                              f"v{reader.version}: {type(exc).__name__}: {exc}") from None
         if stream.tell() != len(body):
             raise DecodeError(f"{len(body) - stream.tell()} trailing bytes after the {entry.type} record")
-        if not isinstance(record, dict):
-            raise DecodeError(f"the {entry.type} schema did not decode to a record")
         return record
-
-    def _encode(self, target: SchemaEntry, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        schemaless_writer(buf, target.schema, record)
-        return buf.getvalue()
 
 
 def read_envelope(body: bytes) -> tuple[str, int]:
