@@ -252,6 +252,8 @@ def _inline_get(kind: str, target: str, indent: str) -> list[str]:
     against ``len(d)`` at the end, and ``p`` only grows."""
     if kind in ("long", "int"):
         lines = ["b = d[p]", "if b < 128:", f"    {target} = (b >> 1) ^ -(b & 1)", "    p += 1",
+                 "elif (c := d[p + 1]) < 128:", "    z = (b & 127) | (c << 7)", f"    {target} = (z >> 1) ^ -(z & 1)",
+                 "    p += 2",
                  "else:", f"    {target}, p = get_long(d, p)"]
     elif kind == "string":
         lines = ["b = d[p]", "if b < 128 and not b & 1:", "    e = p + 1 + (b >> 1)",
