@@ -14,8 +14,8 @@ given, and drives it from this process:
 
 Reports the rate at which answers came, the rate until Kafka had acknowledged every event (the
 collector's /healthz ``unacked_events`` reaches 0), and the collector's CPU time per event (from
-/proc). ``--profile`` samples the collector with py-spy (``--gil``: where the interpreter's time
-goes) and prints the top functions.
+/proc). ``--profile`` runs the collector under cProfile in every thread (``bench/profiled.py``) and
+prints the functions with the most time of their own, waiting left out.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def line(i: int) -> bytes:
 
 
 class Collector:
-    def __init__(self, work: Path, cpu: str | None) -> None:
+    def __init__(self, work: Path, cpu: str | None, profile: Path | None = None) -> None:
         self.tag = tag = "quick%x" % random.getrandbits(24)
         self.http_port, self.tcp_port = free_port(), free_port()
         types = {t: {"topic": f"{tag}.{t}", "key": "id" if t == "bid" else "campaign_id", "partitions": 6}
@@ -82,6 +82,8 @@ class Collector:
         loaded = load_config(str(path))
         ensure_topics(loaded, SchemaStore.load(loaded.events.schema_dir))
         cmd = [sys.executable, "-m", "eventd", "role", "collector", "-c", str(path)]
+        if profile is not None:
+            cmd[1:3] = [str(REPO / "bench" / "profiled.py"), str(profile), "eventd"]
         if cpu is not None:
             cmd = ["taskset", "-c", cpu] + cmd
         self.proc = subprocess.Popen(cmd, stdout=open(work / "collector.log", "wb"), stderr=subprocess.STDOUT,
@@ -178,18 +180,6 @@ def run_latency(c: Collector, lines: list[bytes], rate: float = 5000, connection
     return sorted(latencies)
 
 
-def profile_report(path: Path, top: int = 25) -> None:
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    for raw in path.read_text().splitlines():
-        stack, _, n = raw.rpartition(" ")
-        own[stack.split(";")[-1]] += int(n)
-        total += int(n)
-    print(f"py-spy --gil: {total} samples; top functions by own time:")
-    for name, n in own.most_common(top):
-        print(f"  {100 * n / total:5.1f}%  {name}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["tcp", "http", "latency"])
@@ -199,15 +189,10 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="collector-quick-"))
-    c = Collector(work, args.cpu)
-    spy = None
+    profile = work / "collector.pstats" if args.profile else None
+    c = Collector(work, args.cpu, profile)
     try:
         lines = [line(i) for i in range(args.events)]
-        if args.profile:
-            spy = subprocess.Popen(["py-spy", "record", "-r", "200", "-f", "raw", "--gil", "--threads", "-o",
-                                    str(work / "spy.txt"), "--pid", str(c.proc.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
         cpu0, t0 = c.cpu_seconds(), time.perf_counter()
         if args.mode == "latency":
             latencies = run_latency(c, lines, args.rate)
@@ -226,12 +211,11 @@ def main() -> None:
             q = {p: latencies[int(p / 100 * (len(latencies) - 1))] * 1000 for p in (50, 90, 99, 100)}
             print(f"answer latency at {args.rate:,.0f}/s offered: p50 {q[50]:.2f} ms, p90 {q[90]:.2f} ms, p99 {q[99]:.2f} ms, "
                   f"max {q[100]:.2f} ms")
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
-            profile_report(work / "spy.txt")
     finally:
         c.stop()
+        if profile is not None:
+            from bench.profiled import top_costs
+            print(top_costs(str(profile), n=25))
         shutil.rmtree(work, ignore_errors=True)
 
 
