@@ -20,7 +20,7 @@ setup(
         "supervisor==4.3.0",
         "PyYAML>=6.0,<7",
         # Added, each for a measured or documented reason (docs/architecture.md#dependencies).
-        "fastavro==1.13.1",        # Avro encode/decode on the hot path, ~14x the avro package
+        "fastavro==1.13.1",        # schema parsing, fingerprints and resolution; ~14x the avro package
         "lz4==4.4.5",              # Kafka lz4 compression
         "crc32c==2.9.post0",       # kafka-python's CRC32C in C instead of pure Python
         "zstandard==0.25.0",       # Kafka zstd compression and the zstandard Avro codec

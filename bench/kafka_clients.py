@@ -44,6 +44,8 @@ from typing import Any, Iterator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import replace_between  # noqa: E402
+
 VENV = Path(os.environ.get("EVENTD_BENCH_DIR", "/var/lib/eventd-bench")) / "kc-venv"
 BOOTSTRAP = "127.0.0.1:9092"
 PARTITIONS = 6
@@ -408,15 +410,6 @@ def report(runs: list[dict[tuple[str, str], Figures]], args: argparse.Namespace,
                     for op in OPERATIONS for c in CLIENTS) + "."])
 
 
-def replace_between(path: Path, text: str) -> None:
-    start, end = f"<!-- bench:{MARKER}:start -->", f"<!-- bench:{MARKER}:end -->"
-    doc = path.read_text()
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{path} has no {start} … {end} section")
-    head, rest = doc.split(start, 1)
-    path.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{rest.split(end, 1)[1]}")
-
-
 def loadavg() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -449,7 +442,8 @@ def main(argv: list[str]) -> int:
         text = report(runs, args, (load0, loadavg()))
     print(text)
     if args.write_docs:
-        replace_between(DOC, text)
+        if not replace_between(DOC, MARKER, text):
+            raise SystemExit(f"{DOC} has no bench:{MARKER} section")
         say(f"wrote {DOC}")
     return 0
 

@@ -37,7 +37,6 @@ _DOUBLE, _FLOAT = struct.Struct("<d"), struct.Struct("<f")
 _SMALL = tuple(bytes([z]) if z < 0x80 else bytes([(z & 0x7F) | 0x80, z >> 7]) for z in range(1 << 14))
 # The same 14 bits when more follow: both bytes carry the continuation bit.
 _FULL = tuple(bytes([(z & 0x7F) | 0x80, (z >> 7) | 0x80]) for z in range(1 << 14))
-_U64, _U32 = 1 << 64, 1 << 32
 
 
 class UnsupportedSchema(ValueError):
@@ -60,21 +59,20 @@ def varint(z: int) -> bytes:
 
 def put_long(n: int) -> bytes:
     """An Avro long; ``OverflowError`` outside the signed 64-bit range, ``TypeError`` for a non-int."""
-    z = (n << 1) ^ (n >> 63)
-    if 0 <= z < 16384:
-        return _SMALL[z]
-    if not 0 <= z < _U64:
-        raise OverflowError(f"{n} is out of range for an Avro long")
-    return varint(z)
+    return _put_signed(n, 63, "long")
 
 
 def put_int(n: int) -> bytes:
     """An Avro int; ``OverflowError`` outside the signed 32-bit range."""
-    z = (n << 1) ^ (n >> 31)
+    return _put_signed(n, 31, "int")
+
+
+def _put_signed(n: int, sign_shift: int, name: str) -> bytes:
+    z = (n << 1) ^ (n >> sign_shift)          # zig-zag: 0, -1, 1, -2 … → 0, 1, 2, 3 …
     if 0 <= z < 16384:
         return _SMALL[z]
-    if not 0 <= z < _U32:
-        raise OverflowError(f"{n} is out of range for an Avro int")
+    if not 0 <= z < 1 << (sign_shift + 1):
+        raise OverflowError(f"{n} is out of range for an Avro {name}")
     return varint(z)
 
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""bench/codec.py — CPU per event of eventd's in-process hot paths, without Kafka or any service.
+
+What each role does to every event besides talking to Kafka and its sink, measured in one process
+on ``bench/gen.py``'s events (impressions, clicks, conversions; ~400-byte JSON lines):
+
+- **parse**: JSON line → validated envelope and payload (``EventParser.parse``);
+- **encode** / **decode**: the Avro body, eventd's compiled writer/reader (``eventd/event/binary.py``)
+  side by side with fastavro's ``schemaless_writer``/``schemaless_reader`` on the same records;
+- **intake**: the collector's whole per-line path, parse + encode + append to a durable queue in a
+  temporary directory, in batches of 100 lines (as a TCP or HTTP input hands them over);
+- **clickhouse row**: decode + the loader's row mapping; **balance charge**: the aggregator's decode
+  + charge.
+
+Each figure is the best of ``--repeat`` passes over ``--count`` events (the least disturbed by
+other work on the machine), process CPU time, the process pinned to ``--cpu`` with
+``os.sched_setaffinity``. Usage: ``bench/codec.py [--count N] [--repeat R] [--cpu C] [--write-docs]``
+(``--write-docs`` replaces the ``bench:codec`` section of docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fastavro import schemaless_reader, schemaless_writer  # noqa: E402
+
+from bench import gen  # noqa: E402
+from bench.common import replace_between  # noqa: E402
+from eventd.config import load_config  # noqa: E402
+from eventd.event.codec import Decoder, encode  # noqa: E402
+from eventd.event.envelope import EventParser  # noqa: E402
+from eventd.event.schemas import SchemaStore  # noqa: E402
+from eventd.kafka.batch import Message  # noqa: E402
+from eventd.roles.balance_aggregator.events import ChargeReader, DayOf  # noqa: E402
+from eventd.roles.clickhouse_loader.mapping import RowMapper  # noqa: E402
+from eventd.roles.collector.intake import Intake  # noqa: E402
+from eventd.roles.collector.queue import DurableQueue  # noqa: E402
+
+CONFIG = str(REPO / "conf" / "eventd.yaml")
+
+
+def best_us(run: Callable[[], object], events: int, repeat: int) -> float:
+    """The least CPU time of ``repeat`` calls of ``run``, per event, in µs."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        run()
+        best = min(best, time.process_time() - start)
+    return best / events * 1e6
+
+
+def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
+    cfg = load_config(CONFIG)
+    store = SchemaStore.load(cfg.events.schema_dir)
+    parser = EventParser(store, cfg.events, cfg.kafka.topics.prefix, cfg.kafka.topics.partitions, "benchhost")
+    lines, _ = gen.lines(count)
+    events = [parser.parse(line, "tcp", 1_767_225_600_000, lambda: "unused") for line in lines]
+    bodies = [e.schema.write(e.record) for e in events]
+    messages = [Message(e.topic, 0, i, e.key, encode(e.schema, e.record), 0) for i, e in enumerate(events)]
+    decoder, mapper = Decoder(store), RowMapper.build(cfg.clickhouse_loader.columns, store, cfg.events)
+    charges = ChargeReader(store, DayOf("UTC"))
+
+    def fastavro_write() -> None:
+        for e in events:
+            schemaless_writer(io.BytesIO(), e.schema.schema, e.record)
+
+    def fastavro_read() -> None:
+        for e, body in zip(events, bodies):
+            schemaless_reader(io.BytesIO(body), e.schema.schema, None)
+
+    def rows() -> None:
+        for m in messages:
+            entry, record = decoder.decode(m.value)
+            mapper.row(entry, record, m)
+
+    with tempfile.TemporaryDirectory(prefix="bench-codec-") as work:
+        queue = DurableQueue.open(work, 64 << 20, 1 << 40)
+        intake = Intake(parser, queue, 10)
+        figures = [
+            ("parse", "eventd", best_us(lambda: [parser.parse(x, "tcp", 1, lambda: "x") for x in lines], count, repeat)),
+            ("encode", "eventd (compiled)", best_us(lambda: [e.schema.write(e.record) for e in events], count, repeat)),
+            ("encode", "fastavro 1.13.1", best_us(fastavro_write, count, repeat)),
+            ("decode", "eventd (compiled)",
+             best_us(lambda: [e.schema.read(b, 0) for e, b in zip(events, bodies)], count, repeat)),
+            ("decode", "fastavro 1.13.1", best_us(fastavro_read, count, repeat)),
+            ("intake: parse + encode + queue append", "eventd",
+             best_us(lambda: [intake.ingest(lines[i:i + 100], "tcp") for i in range(0, count, 100)], count, repeat)),
+            ("clickhouse row: decode + map", "eventd", best_us(rows, count, repeat)),
+            ("balance charge: decode + charge", "eventd", best_us(lambda: [charges.read(m) for m in messages],
+                                                                 count, repeat)),
+        ]
+        queue.close()
+    return figures
+
+
+def report(figures: list[tuple[str, str, float]], args: argparse.Namespace) -> str:
+    load = "/".join(f"{v:.2f}" for v in os.getloadavg())
+    out = [f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, Python "
+           f"{platform.python_version()}, core {args.cpu}; load average at the end {load}.",
+           f"Command: `bench/codec.py --count {args.count} --repeat {args.repeat}` — best of {args.repeat} "
+           f"passes over {args.count:,} events, CPU µs per event.", "",
+           "| path | implementation | CPU µs/event |", "|---|---|---:|"]
+    out += [f"| {what} | {impl} | {us:.1f} |" for what, impl, us in figures]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench/codec.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--cpu", type=int, default=1)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args(argv)
+    os.sched_setaffinity(0, {args.cpu})
+    text = report(measure(args.count, args.repeat), args)
+    print(text)
+    if args.write_docs and not replace_between(REPO / "docs" / "performance.md", "codec", text):
+        print("docs/performance.md has no bench:codec section", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
