@@ -21,7 +21,6 @@ prints the functions with the most time of their own, waiting left out.
 from __future__ import annotations
 
 import argparse
-import collections
 import http.client
 import json
 import os

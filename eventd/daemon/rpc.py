@@ -92,13 +92,7 @@ class Supervisor:
     def start(self, name: str, wait: bool = False, timeout: float | None = None) -> bool:
         """Start a process (``group:name``) or a whole group (``group:*`` or ``group``).
         False when it was running already."""
-        try:
-            self.call("supervisor.startProcess", name, wait, timeout=timeout)
-        except RpcFault as exc:
-            if exc.faultCode == Faults.ALREADY_STARTED:
-                return False
-            raise
-        return True
+        return self._call_unless(Faults.ALREADY_STARTED, "supervisor.startProcess", name, wait, timeout=timeout)
 
     def start_group(self, group: str, wait: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
         """Start every process of ``group`` not running yet; one result per process."""
@@ -106,10 +100,14 @@ class Supervisor:
 
     def stop(self, name: str, wait: bool = False, timeout: float | None = None) -> bool:
         """Stop a process; False when it was not running."""
+        return self._call_unless(Faults.NOT_RUNNING, "supervisor.stopProcess", name, wait, timeout=timeout)
+
+    def _call_unless(self, nothing_to_do: int, method: str, *args: Any, timeout: float | None) -> bool:
+        """Call ``method``; False when it failed only with fault ``nothing_to_do`` (already done)."""
         try:
-            self.call("supervisor.stopProcess", name, wait, timeout=timeout)
+            self.call(method, *args, timeout=timeout)
         except RpcFault as exc:
-            if exc.faultCode == Faults.NOT_RUNNING:
+            if exc.faultCode == nothing_to_do:
                 return False
             raise
         return True

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "conf" / "schemas"
 DEVSTACK = REPO / "init" / "devstack"
 KAFKA = "127.0.0.1:9092"
+NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 
 SERVICES = {  # name → (host, port) that must accept connections
     "kafka": ("127.0.0.1", 9092), "zookeeper": ("127.0.0.1", 2181), "clickhouse": ("127.0.0.1", 9000),
@@ -232,3 +235,24 @@ class _SharedLock:
 
 
 _shared_lock = _SharedLock()
+
+
+# -- reading HDFS (WebHDFS on the NameNode) -------------------------------------------------------
+def hdfs_get(path: str, op: str, timeout: float = 60) -> bytes:
+    with urllib.request.urlopen(f"{NAMENODE}{path}?op={op}&user.name=eventd", timeout=timeout) as resp:
+        return resp.read()
+
+
+def hdfs_walk(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every file below ``path`` (recursively) with its FileStatus; nothing if ``path`` does not exist."""
+    try:
+        listing = json.loads(hdfs_get(path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
+    out = []
+    for st in listing:
+        child = f"{path}/{st['pathSuffix']}"
+        out += hdfs_walk(child) if st["type"] == "DIRECTORY" else [(child, st)]
+    return out

@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,13 +16,13 @@ import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import fastavro
 from clickhouse_driver import Client
-from harness import REPO, TestEnv, free_port, mariadb, sql, wait_for
+from daemon_process import DaemonProcess, Procs, all_running
+from harness import NAMENODE, REPO, TestEnv, free_port, hdfs_get, hdfs_walk, mariadb, sql, wait_for
 
-NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 ROLES = ("collector", "clickhouse-loader", "balance-aggregator", "hdfs-uploader")
 CAMPAIGNS = {1: 501, 2: 501, 3: 502, 4: 503}        # campaign → advertiser account
 PUBLISHERS = (601, 602)
@@ -60,69 +58,17 @@ def daemon_settings(env: TestEnv) -> dict[str, Any]:
     return s
 
 
-class Daemon:
-    """``eventd run`` as a child process, and the eventd commands that talk to it."""
+class Daemon(DaemonProcess):
+    """``eventd run`` as a child process, its log in the test's directory."""
 
     def __init__(self, env: TestEnv, config: Path, name: str = "daemon") -> None:
-        self.env, self.config = env, config
-        self.log_path = env.tmp / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "eventd", "run", "-c", str(config)], cwd=REPO,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__([sys.executable, "-m", "eventd", "run", "-c", str(config)], config,
+                         env.tmp / f"{name}.log", b"eventd.daemon.child")
+        assert config.parent == env.tmp, "the run directory is the test directory's run/"
 
-    def eventd(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "eventd", *args, "-c", str(self.config)], cwd=REPO,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def status(self) -> tuple[int, dict[str, Any]]:
-        r = self.eventd("status", "--json")
-        return r.returncode, json.loads(r.stdout)
-
-    def procs(self) -> dict[str, dict[str, Any]]:
-        return {f"{p['role']}-{p['slot']}": p for p in self.status()[1]["processes"]}
-
-    def wait(self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float, what: str) -> dict:
-        end, last = time.monotonic() + timeout, {}
-        while time.monotonic() < end:
-            assert self.proc.poll() is None, f"the daemon exited {self.proc.returncode}:\n{self.log()[-5000:]}"
-            last = self.procs()
-            if predicate(last):
-                return last
-            time.sleep(0.5)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; status: {last}\n{self.log()[-5000:]}")
-
-    def wait_serving(self, roles: tuple[str, ...] = ROLES, timeout: float = 120) -> dict:
+    def wait_serving(self, roles: tuple[str, ...] = ROLES, timeout: float = 120) -> Procs:
         """Every process of ``roles`` RUNNING with its metrics endpoint up (its role code runs)."""
-        return self.wait(lambda p: all(p.get(f"{r}-0", {}).get("state") == "RUNNING" and
-                                       p[f"{r}-0"]["events_per_second"] is not None for r in roles),
-                         timeout, f"{', '.join(roles)} running")
-
-    def stop(self, timeout: float = 90) -> tuple[int, float]:
-        """SIGTERM; the exit code and how long the stop took."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - t0
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for rec in (self.env.tmp / "run" / "procs").glob("*.json"):
-            pid = json.loads(rec.read_text()).get("pid", 0)
-            try:
-                if pid and b"eventd.daemon.child" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        self._log.close()
+        return self.wait(all_running({f"{r}-0" for r in roles}), timeout, f"{', '.join(roles)} running")
 
 
 def setup(config: Path) -> None:
@@ -285,27 +231,11 @@ def balances(db: str) -> tuple[Counter, Counter]:
 def hdfs_ids(base: str) -> Counter[str]:
     """Event ids in the archive's published Avro files (what readers of the archive see)."""
     ids: Counter[str] = Counter()
-    for path in _hdfs_files(base):
+    for path, _ in hdfs_walk(base):
         if "/_tmp/" in path or path.rsplit("/", 1)[1].startswith(("_", ".")):
             continue
-        with urllib.request.urlopen(f"{NAMENODE}{path}?op=OPEN&user.name=eventd", timeout=60) as resp:
-            ids.update(r["id"] for r in fastavro.reader(io.BytesIO(resp.read())))
+        ids.update(r["id"] for r in fastavro.reader(io.BytesIO(hdfs_get(path, "OPEN"))))
     return ids
-
-
-def _hdfs_files(path: str) -> list[str]:
-    try:
-        with urllib.request.urlopen(f"{NAMENODE}{path}?op=LISTSTATUS&user.name=eventd", timeout=30) as resp:
-            listing = json.loads(resp.read())["FileStatuses"]["FileStatus"]
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return []
-        raise
-    out: list[str] = []
-    for st in listing:
-        child = f"{path}/{st['pathSuffix']}"
-        out += _hdfs_files(child) if st["type"] == "DIRECTORY" else [child]
-    return out
 
 
 def assert_sinks_exact(env: TestEnv, events: list[dict[str, Any]], sinks: tuple[str, ...] = ("clickhouse",

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import ServiceFault, TestEnv, devstack, free_port, wait_for
-from test_hdfs_uploader import (all_committed, check_archive, committed, hdfs_settings, hdfs_walk, make_events,
+from harness import ServiceFault, TestEnv, devstack, free_port, hdfs_walk, wait_for
+from test_hdfs_uploader import (all_committed, check_archive, committed, hdfs_settings, make_events,
                                 produce, setup, start_uploader)
 
 

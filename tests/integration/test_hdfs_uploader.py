@@ -12,8 +12,6 @@ import json
 import random
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,9 +26,8 @@ from eventd.config import load_config
 from eventd.event.codec import encode
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
-from harness import KAFKA, REPO, RoleProcess, TestEnv, consume_all, wait_for
+from harness import KAFKA, REPO, RoleProcess, TestEnv, consume_all, hdfs_get, hdfs_walk, wait_for
 
-NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 TYPES = ("impression", "click", "conversion", "bid")
 BASE_HOUR = datetime(2026, 11, 20, 10, tzinfo=timezone.utc).timestamp() * 1000
 
@@ -141,26 +138,6 @@ def start_uploader(env: TestEnv, config: Path, processes: list, name: str = "hdf
 
 
 # -- reading HDFS ----------------------------------------------------------------------------
-def hdfs_get(path: str, op: str) -> Any:
-    with urllib.request.urlopen(f"{NAMENODE}{path}?op={op}&user.name=eventd", timeout=30) as resp:
-        return resp.read()
-
-
-def hdfs_walk(path: str) -> list[tuple[str, dict]]:
-    """Every file below ``path`` (recursively) with its FileStatus."""
-    try:
-        listing = json.loads(hdfs_get(path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return []
-        raise
-    out = []
-    for st in listing:
-        child = f"{path}/{st['pathSuffix']}"
-        out += hdfs_walk(child) if st["type"] == "DIRECTORY" else [(child, st)]
-    return out
-
-
 @dataclass
 class Archive:
     files: dict[str, list[dict]]          # final path → records

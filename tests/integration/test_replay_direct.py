@@ -24,9 +24,8 @@ from clickhouse_driver import Client
 
 from eventd.replay.command import EXIT_REJECTED
 from eventd.replay.testdata import Expected, generate
-from harness import REPO, TestEnv, wait_for
+from harness import REPO, TestEnv, hdfs_get, hdfs_walk, wait_for
 
-NAMENODE = "http://127.0.0.1:9870/webhdfs/v1"
 # Lines of one generated file: three blocks of the direct targets (10,000 lines each).
 LINES = 21_000
 HDFS_LINES = 12_000     # two blocks; each block is a dozen files (types × event hours), each placed slowly
@@ -208,32 +207,12 @@ def test_balances_exact_then_rerun_changes_nothing_then_kill_after_commit_is_exa
 # -- HDFS ---------------------------------------------------------------------------------------------
 def hdfs_records(base: str) -> tuple[list[dict], list[str]]:
     """Every record of every final file below ``base``, and the names of leftover temporary files."""
-    import urllib.error
-    import urllib.request
-
-    def get(path: str, op: str) -> bytes:
-        with urllib.request.urlopen(f"{NAMENODE}{path}?op={op}&user.name=eventd", timeout=30) as resp:
-            return resp.read()
-
-    def walk(path: str) -> list[str]:
-        try:
-            listing = json.loads(get(path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return []
-            raise
-        out = []
-        for st in listing:
-            child = f"{path}/{st['pathSuffix']}"
-            out += walk(child) if st["type"] == "DIRECTORY" else [child]
-        return out
-
     records, tmp = [], []
-    for path in walk(base):
+    for path, _ in hdfs_walk(base):
         if "/_tmp/" in path:
             tmp.append(path)
             continue
-        records += list(avro.datafile.DataFileReader(io.BytesIO(get(path, "OPEN")), avro.io.DatumReader()))
+        records += list(avro.datafile.DataFileReader(io.BytesIO(hdfs_get(path, "OPEN")), avro.io.DatumReader()))
     return records, tmp
 
 

@@ -98,15 +98,10 @@ class Rule(ABC):
         return format_duration(self.cfg.window)
 
 
-class TrafficRule(Rule):
-    cfg: TrafficRuleConfig
+class CountingRule(Rule):
+    """A rule that counts events per key in time buckets (``self.counts``, made by the subclass)."""
 
-    def __init__(self, cfg: TrafficRuleConfig, max_keys: int) -> None:
-        super().__init__(cfg)
-        b = _ms(cfg.baseline) // self.step_ms
-        self.counts = BucketCounts(self.step_ms, {"now": (-self._w, 0), "base": (-self._w - b, -self._w)}, max_keys)
-        self._scale = self._w / b      # baseline sum -> expected count in one window
-        self._what = "/".join(cfg.event_types) + " events" if cfg.event_types else "events"
+    counts: BucketCounts
 
     def _count(self, obs: Observation, key: str, t_ms: int) -> None:
         self._counted(self.counts.add(t_ms, key))
@@ -116,6 +111,17 @@ class TrafficRule(Rule):
 
     def tracked_keys(self) -> int:
         return self.counts.keys()
+
+
+class TrafficRule(CountingRule):
+    cfg: TrafficRuleConfig
+
+    def __init__(self, cfg: TrafficRuleConfig, max_keys: int) -> None:
+        super().__init__(cfg)
+        b = _ms(cfg.baseline) // self.step_ms
+        self.counts = BucketCounts(self.step_ms, {"now": (-self._w, 0), "base": (-self._w - b, -self._w)}, max_keys)
+        self._scale = self._w / b      # baseline sum -> expected count in one window
+        self._what = "/".join(cfg.event_types) + " events" if cfg.event_types else "events"
 
     def evaluate(self, open_keys: Collection[str], frozen: Mapping[str, Details]) -> Evaluation:
         now, base = self.counts.sum("now"), self.counts.sum("base")
@@ -211,22 +217,13 @@ class CtrRule(Rule):
                                  "baseline_ctr": None if p0 is None else round(p0, 6)})
 
 
-class FloodRule(Rule):
+class FloodRule(CountingRule):
     cfg: FloodRuleConfig
 
     def __init__(self, cfg: FloodRuleConfig, max_keys: int) -> None:
         super().__init__(cfg)
         self.counts = BucketCounts(self.step_ms, {"now": (-self._w, 0)}, max_keys)
         self._what = "/".join(cfg.event_types) or "events"
-
-    def _count(self, obs: Observation, key: str, t_ms: int) -> None:
-        self._counted(self.counts.add(t_ms, key))
-
-    def advance(self, boundary_ms: int) -> None:
-        self.counts.advance(boundary_ms)
-
-    def tracked_keys(self) -> int:
-        return self.counts.keys()
 
     def evaluate(self, open_keys: Collection[str], frozen: Mapping[str, Details]) -> Evaluation:
         c, total = self.cfg, self.counts.total("now")

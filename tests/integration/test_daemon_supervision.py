@@ -1,5 +1,6 @@
 """The daemon's supervision with the real manager, the real supervisord and real processes, whose
-role code is a scripted fake (tests/unit/daemon_fakes.py): no services needed. The same
+role code is a scripted fake (daemon_fakes.py): no services needed, but real processes and
+about two minutes, so they live with the integration tests. The same
 behaviours against the real roles and services are in tests/integration/test_daemon.py."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +17,9 @@ from typing import Iterator
 
 import pytest
 import yaml
-from daemon_fakes import HERE, DaemonProcess, all_running, set_behaviour
+from daemon_fakes import HERE, FakeDaemon, set_behaviour
+from daemon_process import all_running
+from pipeline import free_range
 
 REPO = Path(__file__).resolve().parents[2]
 # Most tests run three single-process roles (the machine is small); the first runs all four roles,
@@ -26,34 +28,14 @@ ALL = {"collector-0", "clickhouse-loader-0", "balance-aggregator-0"}
 EVERY = {"collector-0", "collector-1", "clickhouse-loader-0", "balance-aggregator-0", "hdfs-uploader-0"}
 
 
-def free_ports(n: int) -> int:
-    """A base port with ``n`` consecutive free ports (metrics: one per process)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65536 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def settings(tmp: Path, every: bool = False) -> dict:
     return {
         "node": {"state_dir": str(tmp / "state")},
-        "metrics": {"enabled": True, "listen": f"127.0.0.1:{free_ports(5)}"},
+        "metrics": {"enabled": True, "listen": f"127.0.0.1:{free_range(5)}"},
         "events": {"schema_dir": str(REPO / "conf" / "schemas")},
         "daemon": {"run_dir": str(tmp / "run"), "stop_timeout": "5s", "start_seconds": "1s",
                    "restart_backoff": "500ms", "restart_backoff_max": "4s",
-                   "status_listen": f"127.0.0.1:{free_ports(1)}"},
+                   "status_listen": f"127.0.0.1:{free_range(1)}"},
         "collector": {"processes": 2 if every else 1, "unix": {"path": str(tmp / "c.sock")}},
         "clickhouse_loader": {"destinations": [{"name": "local", "hosts": ["127.0.0.1:9000"], "database": "x"}]},
         "hdfs_uploader": {"enabled": every},
@@ -67,10 +49,10 @@ def write(tmp: Path, data: dict) -> Path:
 
 
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[DaemonProcess]:
-    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+def started(tmp_path: Path) -> Iterator[FakeDaemon]:
+    d = FakeDaemon(write(tmp_path, settings(tmp_path)))
     try:
-        d.wait_status(all_running(ALL), 60, "every role RUNNING")
+        d.wait(all_running(ALL), 60, "every role RUNNING")
         yield d
     finally:
         d.close()
@@ -81,9 +63,9 @@ def pids(procs: dict) -> dict[str, int]:
 
 
 def test_every_role_runs_and_status_says_healthy(tmp_path: Path) -> None:
-    d = DaemonProcess(write(tmp_path, settings(tmp_path, every=True)))
+    d = FakeDaemon(write(tmp_path, settings(tmp_path, every=True)))
     try:
-        d.wait_status(all_running(EVERY), 60, "every role RUNNING")
+        d.wait(all_running(EVERY), 60, "every role RUNNING")
         code, report = d.status()
         assert code == 0 and report["healthy"], report
         for p in report["processes"]:
@@ -104,12 +86,12 @@ def test_role_that_cannot_start_is_fatal_at_once_and_the_others_keep_running(tmp
     set_behaviour(tmp_path, "balance-aggregator", "cannot_start")
     data = settings(tmp_path)
     data["daemon"]["start_seconds"] = "10s"    # it exits "too quickly": supervisor's BACKOFF would retry it
-    d = DaemonProcess(write(tmp_path, data))
+    d = FakeDaemon(write(tmp_path, data))
     try:
-        procs = d.wait_status(lambda p: p.get("balance-aggregator-0", {}).get("state") == "FATAL", 40,
+        procs = d.wait(lambda p: p.get("balance-aggregator-0", {}).get("state") == "FATAL", 40,
                               "balance-aggregator FATAL")
         time.sleep(3)   # supervisor alone would have retried it (after 1 s, then 2 s) by now
-        procs = d.wait_status(all_running(ALL - {"balance-aggregator-0"}) , 60, "the others RUNNING")
+        procs = d.wait(all_running(ALL - {"balance-aggregator-0"}) , 60, "the others RUNNING")
         ba = procs["balance-aggregator-0"]
         assert ba["state"] == "FATAL" and ba["supervisor_state"] == "STOPPED" and ba["restarts"] == 0, ba
         assert "wrong password" in ba["note"] and "wrong password" in ba["last_error"], ba
@@ -121,16 +103,16 @@ def test_role_that_cannot_start_is_fatal_at_once_and_the_others_keep_running(tmp
         set_behaviour(tmp_path, "balance-aggregator", "run")    # the operator fixes it
         r = d.eventd("start", "balance-aggregator")
         assert r.returncode == 0, r.stdout + r.stderr
-        d.wait_status(all_running(ALL), 40, "everything RUNNING after the fix")
+        d.wait(all_running(ALL), 40, "everything RUNNING after the fix")
         assert d.status()[0] == 0
     finally:
         d.close()
 
 
-def test_killed_role_is_restarted_and_counted(started: DaemonProcess) -> None:
+def test_killed_role_is_restarted_and_counted(started: FakeDaemon) -> None:
     before = pids(started.procs())
     os.kill(before["clickhouse-loader-0"], signal.SIGKILL)
-    procs = started.wait_status(
+    procs = started.wait(
         lambda p: p["clickhouse-loader-0"]["state"] == "RUNNING" and
         p["clickhouse-loader-0"]["pid"] != before["clickhouse-loader-0"], 40, "the loader restarted")
     assert procs["clickhouse-loader-0"]["restarts"] == 1
@@ -143,9 +125,9 @@ def test_crash_loop_backs_off(tmp_path: Path) -> None:
     set_behaviour(tmp_path, "balance-aggregator", "crash_after 0.5")
     data = settings(tmp_path)
     data["daemon"]["restart_backoff_max"] = "30s"     # no run lasts that long: the count is never reset
-    d = DaemonProcess(write(tmp_path, data))
+    d = FakeDaemon(write(tmp_path, data))
     try:
-        d.wait_status(lambda p: p.get("balance-aggregator-0", {}).get("restarts", 0) >= 3, 60, "3 restarts")
+        d.wait(lambda p: p.get("balance-aggregator-0", {}).get("restarts", 0) >= 3, 60, "3 restarts")
 
         def delays() -> list[float]:
             return [float(line.split("restarting in ")[1].split("s ")[0]) for line in d.log().splitlines()
@@ -159,7 +141,7 @@ def test_crash_loop_backs_off(tmp_path: Path) -> None:
         d.close()
 
 
-def test_sighup_restarts_only_the_role_whose_config_changed(started: DaemonProcess, tmp_path: Path) -> None:
+def test_sighup_restarts_only_the_role_whose_config_changed(started: FakeDaemon, tmp_path: Path) -> None:
     before = pids(started.procs())
     data = settings(tmp_path)
     data["metrics"] = yaml.safe_load(started.config.read_text())["metrics"]
@@ -167,7 +149,7 @@ def test_sighup_restarts_only_the_role_whose_config_changed(started: DaemonProce
     data["clickhouse_loader"]["max_rows"] = 5000
     write(tmp_path, data)
     started.signal(signal.SIGHUP)
-    procs = started.wait_status(
+    procs = started.wait(
         lambda p: all_running(ALL)(p) and p["clickhouse-loader-0"]["pid"] != before["clickhouse-loader-0"],
         40, "the loader replaced")
     after = pids(procs)
@@ -176,7 +158,7 @@ def test_sighup_restarts_only_the_role_whose_config_changed(started: DaemonProce
     assert "restarted [clickhouse-loader]" in started.log()
 
 
-def test_sighup_with_invalid_config_keeps_the_running_one(started: DaemonProcess) -> None:
+def test_sighup_with_invalid_config_keeps_the_running_one(started: FakeDaemon) -> None:
     before = pids(started.procs())
     good = started.config.read_text()
     started.config.write_text(good.replace("stop_timeout: 5s", "stop_timeout: 5 s please"))
@@ -201,9 +183,9 @@ def test_sighup_with_invalid_config_keeps_the_running_one(started: DaemonProcess
 def test_sigterm_stops_gracefully_within_the_deadline(tmp_path: Path) -> None:
     set_behaviour(tmp_path, "clickhouse-loader", "slow_stop 2")     # finishes its flush in time
     set_behaviour(tmp_path, "balance-aggregator", "slow_stop 60")   # would not: killed at the deadline
-    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    d = FakeDaemon(write(tmp_path, settings(tmp_path)))
     try:
-        procs = d.wait_status(all_running(ALL), 60, "every role RUNNING")
+        procs = d.wait(all_running(ALL), 60, "every role RUNNING")
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
         assert d.proc.wait(20) == 0
@@ -219,9 +201,9 @@ def test_sigterm_stops_gracefully_within_the_deadline(tmp_path: Path) -> None:
 
 def test_second_sigterm_forces_the_stop(tmp_path: Path) -> None:
     set_behaviour(tmp_path, "collector", "slow_stop 60")
-    d = DaemonProcess(write(tmp_path, settings(tmp_path)))
+    d = FakeDaemon(write(tmp_path, settings(tmp_path)))
     try:
-        d.wait_status(all_running(ALL), 60, "every role RUNNING")
+        d.wait(all_running(ALL), 60, "every role RUNNING")
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
         time.sleep(1)
@@ -232,7 +214,7 @@ def test_second_sigterm_forces_the_stop(tmp_path: Path) -> None:
         d.close()
 
 
-def test_operator_stop_and_start(started: DaemonProcess) -> None:
+def test_operator_stop_and_start(started: FakeDaemon) -> None:
     r = started.eventd("stop", "collector")
     assert r.returncode == 0 and "collector:collector-0: stop ok" in r.stdout, r.stdout + r.stderr
     time.sleep(2)   # more than restart_backoff: the manager must not restart it
@@ -241,7 +223,7 @@ def test_operator_stop_and_start(started: DaemonProcess) -> None:
     assert started.status()[0] == 1
     r = started.eventd("start", "collector")
     assert r.returncode == 0, r.stdout + r.stderr
-    started.wait_status(all_running(ALL), 40, "collector RUNNING again")
+    started.wait(all_running(ALL), 40, "collector RUNNING again")
     before = pids(started.procs())
     assert started.eventd("restart", "balance-aggregator").returncode == 0
     assert started.procs()["balance-aggregator-0"]["pid"] != before["balance-aggregator-0"]
@@ -254,13 +236,13 @@ def test_status_of_a_daemon_that_is_not_running(tmp_path: Path) -> None:
     assert r.returncode == 3 and "not running" in r.stdout
 
 
-def test_second_daemon_on_the_same_run_dir_refuses_to_start(started: DaemonProcess) -> None:
+def test_second_daemon_on_the_same_run_dir_refuses_to_start(started: FakeDaemon) -> None:
     r = subprocess.run([sys.executable, str(HERE / "daemon_fakes.py"), "daemon", str(started.config)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 3 and "another eventd daemon is running" in r.stderr
 
 
-def test_supervisord_dying_takes_the_roles_down_and_exits_for_a_restart(started: DaemonProcess) -> None:
+def test_supervisord_dying_takes_the_roles_down_and_exits_for_a_restart(started: FakeDaemon) -> None:
     before = pids(started.procs())
     sup = int((started.config.parent / "run" / "supervisord.pid").read_text())
     os.kill(sup, signal.SIGKILL)

@@ -1,7 +1,7 @@
 """Fakes for the daemon's supervision tests: the real manager and the real supervisord run real
 processes, but each role process runs a scripted fake instead of the role.
 
-- ``python daemon_fakes.py daemon CONFIG``: ``eventd run`` whose role processes start through
+- ``python daemon_fakes.py daemon CONFIG`` (:class:`FakeDaemon` starts it): ``eventd run`` whose role processes start through
   ``fakepy`` (a script next to CONFIG written by :func:`write_fake_python`).
 - ``fakepy -m eventd.daemon.child ROLE --slot N --snapshot FILE``: the real child entry point
   (run records, exit codes) around a fake role module whose behaviour is read at start from
@@ -15,18 +15,14 @@ processes, but each role process runs a scripted fake instead of the role.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
-
 import yaml
+from daemon_process import DaemonProcess
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -81,76 +77,13 @@ def daemon(config: str) -> int:
     return run_daemon(cfg, python=str(write_fake_python(Path(config).parent)))
 
 
-class DaemonProcess:
-    """A daemon under test (``daemon_fakes.py daemon CONFIG``) and the eventd commands that talk to it."""
+class FakeDaemon(DaemonProcess):
+    """A daemon under test (``daemon_fakes.py daemon CONFIG``) whose roles are the scripted fakes."""
 
     def __init__(self, config: Path) -> None:
-        self.config = config
         self.settings = yaml.safe_load(config.read_text())
-        self.log_path = config.parent / "daemon.log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "daemon_fakes.py"), "daemon", str(config)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def eventd(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "eventd", *args, "-c", str(self.config)], cwd=REPO,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def status(self) -> tuple[int, dict[str, Any]]:
-        r = self.eventd("status", "--json")
-        return r.returncode, json.loads(r.stdout)
-
-    def procs(self) -> dict[str, dict[str, Any]]:
-        """``role-slot`` → that process's status entry."""
-        return {f"{p['role']}-{p['slot']}": p for p in self.status()[1]["processes"]}
-
-    def wait_status(self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float,
-                    what: str) -> dict[str, dict[str, Any]]:
-        end = time.monotonic() + timeout
-        last: dict[str, dict[str, Any]] = {}
-        while time.monotonic() < end:
-            last = self.procs()
-            if predicate(last):
-                return last
-            time.sleep(0.3)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status: {last}\n{self.log()}")
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        """Stop it if a test left it running; kill whatever survives."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for rec in (self.config.parent / "run" / "procs").glob("*.json"):
-            pid = json.loads(rec.read_text()).get("pid", 0)
-            try:
-                os.kill(pid, signal.SIGKILL) if pid and _is_fake_role(pid) else None
-            except ProcessLookupError:
-                pass
-        self._log.close()
-
-
-def _is_fake_role(pid: int) -> bool:
-    try:
-        return b"daemon_fakes.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def all_running(expected: set[str]) -> Callable[[dict[str, dict[str, Any]]], bool]:
-    """Every expected process (perhaps among others) RUNNING and serving metrics: its role code runs (RUNNING alone only
-    means "up for start_seconds", which a slow interpreter start can outlast)."""
-    return lambda procs: expected <= set(procs) and all(
-        procs[n]["state"] == "RUNNING" and procs[n]["events_per_second"] is not None for n in expected)
+        super().__init__([sys.executable, str(HERE / "daemon_fakes.py"), "daemon", str(config)], config,
+                         config.parent / "daemon.log", b"daemon_fakes.py")
 
 
 if __name__ == "__main__":
