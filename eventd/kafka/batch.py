@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Generic, Iterator, TypeVar
 
-from kafka.structs import TopicPartition
+from eventd.kafka.types import TopicPartition
 
 T = TypeVar("T")
 

@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from eventd.errors import DecodeError, EventdError, InvalidEvent
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.types import CommitFailedError, KafkaError, OffsetAndMetadata, RebalanceInProgressError, TopicPartition
 from eventd.metrics import BATCH_ROWS, EVENTS_IN, FLUSH_SECONDS, LAG, SINK_ERRORS
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import collections
 import logging
 
-from kafka.errors import KafkaTimeoutError
-
 from eventd.config.common import DeadLetterConfig
 from eventd.errors import EventdError, ServiceUnavailable
 from eventd.kafka.clients import DELIVERY_TIMEOUT
 from eventd.kafka.producer import Producer
+from eventd.kafka.types import KafkaTimeoutError
 from eventd.metrics import REJECTED
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from kafka.producer.future import FutureRecordMetadata
-
 from eventd.config.common import KafkaConfig
 from eventd.kafka.clients import new_producer
+from eventd.kafka.types import SendFuture
 
 Headers = list[tuple[str, bytes]]
 
@@ -29,7 +28,7 @@ class Producer:
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None,
              on_done: Callable[[Exception | None], None] | None = None,
-             partition: int | None = None) -> FutureRecordMetadata:
+             partition: int | None = None) -> SendFuture:
         """Queue one message. ``on_done(error)`` runs on the sender thread once Kafka has answered.
         ``partition`` skips the partitioner (the caller computed it, e.g. with a cache)."""
         size = len(value) + (len(key) if key else 0)

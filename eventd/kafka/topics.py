@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from eventd.config import Config
+from eventd.config.common import KafkaConfig
 from eventd.event.schemas import GENERIC, SchemaStore
 from eventd.kafka.clients import new_admin
+from eventd.kafka.types import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,24 @@ def needed_topics(cfg: Config, store: SchemaStore) -> dict[str, int]:
 
 def ensure_topics(cfg: Config, store: SchemaStore) -> list[str]:
     """Create the missing topics; returns the names created (empty on a second run)."""
-    admin = new_admin(cfg.kafka)
+    return create_topics(cfg.kafka, needed_topics(cfg, store))
+
+
+def existing_topics(kafka: KafkaConfig) -> set[str]:
+    """The names of the topics the cluster has."""
+    admin = new_admin(kafka)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def create_topics(kafka: KafkaConfig, wanted: dict[str, int]) -> list[str]:
+    """Create those of ``wanted`` (name → partitions) that do not exist; returns their names."""
+    admin = new_admin(kafka)
     try:
         existing = set(admin.list_topics())
-        wanted = needed_topics(cfg, store)
-        new = [NewTopic(name, n, cfg.kafka.topics.replication_factor)
+        new = [NewTopic(name, n, kafka.topics.replication_factor)
                for name, n in sorted(wanted.items()) if name not in existing]
         if new:
             try:

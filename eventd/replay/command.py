@@ -19,12 +19,11 @@ import threading
 import time
 import zlib
 
-from kafka.errors import KafkaError
-
 from eventd.config import Config
 from eventd.errors import EventdError
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
+from eventd.kafka.types import KafkaError
 from eventd.logs import setup_logging
 from eventd.replay.pipeline import Pipeline
 from eventd.replay.progress import Progress

@@ -35,7 +35,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
 from eventd.config import Config
@@ -44,6 +43,7 @@ from eventd.event.envelope import Event
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.batch import Batch, Message, PartitionBatch
 from eventd.kafka.consumer_loop import FatalSinkError, RetryableError
+from eventd.kafka.types import TopicPartition
 from eventd.replay.ledger import Checkpoint
 from eventd.replay.sinks import OnDurable, ReplayFailed, destination_key
 

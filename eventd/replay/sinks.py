@@ -27,7 +27,7 @@ from eventd.errors import EventdError
 from eventd.event.envelope import Event
 from eventd.event.schemas import SchemaStore
 from eventd.replay.ledger import Checkpoint
-from eventd.roles.collector.partitions import Partitions
+from eventd.kafka.partitions import Partitions
 
 OnDurable = Callable[[list[Checkpoint]], None]
 

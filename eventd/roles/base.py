@@ -85,8 +85,8 @@ def run_role(config: Config, role: str, slot: int = 0) -> int:
 def _unavailable(exc: Exception) -> bool:
     """A service outage: eventd's own :class:`ServiceUnavailable`, or a Kafka error kafka-python
     marks retriable (broker unreachable, bootstrap timed out, coordinator moving)."""
-    from kafka.errors import KafkaError
-    return isinstance(exc, ServiceUnavailable) or (isinstance(exc, KafkaError) and exc.retriable)
+    from eventd.kafka.types import retriable
+    return isinstance(exc, ServiceUnavailable) or retriable(exc)
 
 
 def _metrics_offset(config: Config, role: str, slot: int) -> int:

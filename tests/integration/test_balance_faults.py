@@ -13,9 +13,9 @@ from datetime import date
 from typing import Iterator
 
 import pytest
-from kafka.structs import TopicPartition
 
 from eventd.config import load_config
+from eventd.kafka.types import TopicPartition
 from eventd.roles.balance_aggregator import build_applier
 from eventd.roles.balance_aggregator.apply import Part
 from eventd.roles.balance_aggregator.events import Charge

@@ -17,7 +17,6 @@ from typing import Any, Iterator
 import pytest
 from clickhouse_driver import Client
 from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 
 from eventd.config import Config, load_config
 from eventd.event.codec import encode
@@ -26,6 +25,7 @@ from eventd.event.money import to_micros
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.producer import Producer
 from eventd.kafka.topics import ensure_topics, event_topics
+from eventd.kafka.types import TopicPartition
 from eventd.roles import clickhouse_loader
 from harness import KAFKA, RoleProcess, ServiceFault, TestEnv, consume_all, devstack, free_port, wait_for
 

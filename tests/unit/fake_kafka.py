@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from eventd.kafka.types import OffsetAndMetadata, TopicPartition
+
 
 Record = namedtuple("Record", "topic partition offset key value timestamp")
 

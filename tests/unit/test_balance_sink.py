@@ -7,10 +7,9 @@ import threading
 from datetime import date
 from typing import Any
 
-from kafka.structs import TopicPartition
-
 from eventd.kafka.batch import Batch
 from eventd.kafka.consumer_loop import Start
+from eventd.kafka.types import TopicPartition
 from eventd.roles.balance_aggregator.apply import Outcome, Part
 from eventd.roles.balance_aggregator.events import Charge
 from eventd.roles.balance_aggregator.sink import BalanceSink

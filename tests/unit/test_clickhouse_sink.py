@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 from clickhouse_driver import errors as ch
-from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from eventd.config import load_config
 from eventd.config.clickhouse import DEFAULT_COLUMNS
@@ -25,6 +23,7 @@ from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.consumer_loop import ConsumerLoop, FatalSinkError, LoopSettings, RetryableError
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.types import CommitFailedError, OffsetAndMetadata, TopicPartition
 from eventd.roles.clickhouse_loader.mapping import RowMapper
 from eventd.roles.clickhouse_loader.sink import ClickHouseSink, pending_end
 from eventd.roles.clickhouse_loader.table import classified

@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import pytest
 from kafka.partitioner.default import DefaultPartitioner, murmur2
-from kafka.errors import KafkaTimeoutError
 
+from eventd.kafka.types import KafkaTimeoutError
 from eventd.roles.collector.acks import AckTracker
-from eventd.roles.collector.partitions import Partitions
+from eventd.kafka.partitions import Partitions
 from eventd.roles.collector.queue import DurableQueue
 from eventd.roles.collector.records import payload
 from eventd.roles.collector.sender import Sender

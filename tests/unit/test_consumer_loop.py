@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from eventd.config.common import DeadLetterConfig
 from eventd.errors import DecodeError
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings, RetryableError, Start
 from eventd.kafka.deadletter import DeadLetter, DeadLetterFailed, InvalidLimit, TooManyInvalid
+from eventd.kafka.types import OffsetAndMetadata, TopicPartition
 from fake_kafka import FakeConsumer, FakeProducer
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -135,7 +135,7 @@ def test_bad_message_goes_to_dead_letter_and_the_stream_goes_on() -> None:
 
 
 def test_a_refused_dead_letter_stops_the_role_before_committing_past_it() -> None:
-    from kafka.errors import KafkaTimeoutError
+    from eventd.kafka.types import KafkaTimeoutError
     consumer = FakeConsumer({TP0: [b"a", b"bad1", b"c"]})
     sink = RecordingSink()
     loop, producer = make_loop(consumer, sink)

@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, Iterator
 import avro.datafile
 import avro.io
 import pytest
-from kafka.structs import TopicPartition
 
 from eventd.config.common import DeadLetterConfig, RoleCommon
 from eventd.config.hdfs import HdfsUploaderConfig
@@ -27,6 +26,7 @@ from eventd.event.codec import encode
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.types import TopicPartition
 from eventd.roles.hdfs_uploader import recovery
 from eventd.roles.hdfs_uploader.layout import parse_final
 from eventd.roles.hdfs_uploader.publish import Publisher
@@ -409,7 +409,6 @@ def test_staging_write_error_is_not_silent(tmp_path: Path) -> None:
     run.until(lambda: False, timeout=5)
     assert "staging" in str(run.error)
     assert not any(c.offset for c in consumer.committed_offsets.values())
-
 
 
 def test_a_failed_flush_keeps_its_record_when_an_earlier_one_is_committed(tmp_path: Path) -> None:

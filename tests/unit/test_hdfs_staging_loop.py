@@ -7,12 +7,11 @@ from __future__ import annotations
 import threading
 import time
 
-from kafka.structs import TopicPartition
-
 from eventd.config.common import DeadLetterConfig
 from eventd.kafka.batch import Batch
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings, Start
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.types import TopicPartition
 from fake_kafka import FakeConsumer, FakeProducer
 
 TP = TopicPartition("t", 0)

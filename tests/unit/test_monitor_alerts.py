@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
 from eventd.config.monitor import WebhookConfig
+from eventd.kafka.types import KafkaTimeoutError
 from eventd.roles.monitor.alerts import AlertOutputs, KafkaOutput, WebhookOutput, http_post
 from eventd.roles.monitor.incidents import AlertMessage
 from eventd.roles.monitor.testdata import FakeClock

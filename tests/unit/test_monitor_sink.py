@@ -7,14 +7,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from kafka.structs import TopicPartition
-
 from eventd.config.common import DeadLetterConfig
 from eventd.event.codec import Decoder, encode
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.types import TopicPartition
 from eventd.metrics import REJECTED
 from eventd.roles.monitor.observation import Projector
 from eventd.roles.monitor.sink import MonitorSink

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConnectionError  # what kafka-python raises with the broker down
 
 import eventd.roles
 from eventd.config import load_config

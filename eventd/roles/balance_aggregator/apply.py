@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pymysql
-from kafka.structs import TopicPartition
 
+from eventd.kafka.types import TopicPartition
 from eventd.roles.balance_aggregator.budget import Budgets, Stop
 from eventd.roles.balance_aggregator.events import Charge, DayOf
 from eventd.failpoints import failpoint

@@ -16,11 +16,11 @@ import threading
 import time
 
 import pymysql
-from kafka.structs import TopicPartition
 
 from eventd.errors import DecodeError, InvalidEvent
 from eventd.kafka.batch import Batch, Message, PartitionBatch
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, FatalSinkError, RetryableError, Start
+from eventd.kafka.types import TopicPartition
 from eventd.metrics import BALANCE_WINDOWS, CAMPAIGNS_STOPPED, DUPLICATES, EVENTS_OUT, MONEY_APPLIED, REJECTED
 from eventd.roles.balance_aggregator.apply import Outcome, Part, WindowApplier
 from eventd.roles.balance_aggregator.dedup import RecentIds

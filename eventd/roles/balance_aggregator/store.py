@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pymysql
-from kafka.structs import TopicPartition
 
 from eventd.config.balances import MariaDBConfig
 from eventd.errors import CannotStart
 from eventd.kafka.consumer_loop import FatalSinkError, RetryableError
+from eventd.kafka.types import TopicPartition
 from eventd.roles.balance_aggregator.schema import Sql
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata, TopicPartition
-
 from eventd.errors import DecodeError
 from eventd.event.codec import Decoder, envelope_id
 from eventd.event.dedup import RecentIds
 from eventd.kafka.batch import Batch, Message, PartitionBatch
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, RetryableError, Start
+from eventd.kafka.types import KafkaError, OffsetAndMetadata, TopicPartition
 from eventd.metrics import DUPLICATES, EVENTS_OUT
 from eventd.failpoints import failpoint
 from eventd.roles.clickhouse_loader.mapping import Row, RowMapper

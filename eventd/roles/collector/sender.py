@@ -31,7 +31,7 @@ from typing import Callable, Protocol
 from eventd.kafka.clients import DELIVERY_TIMEOUT
 from eventd.roles.collector import stats
 from eventd.roles.collector.acks import AckTracker
-from eventd.roles.collector.partitions import Partitions
+from eventd.kafka.partitions import Partitions
 from eventd.roles.collector.queue import DurableQueue
 from eventd.roles.collector.reader import QueueReader
 from eventd.roles.collector.records import Record

@@ -12,9 +12,8 @@ from __future__ import annotations
 import collections
 import logging
 
-from kafka.structs import TopicPartition
-
 from eventd.kafka.batch import PartitionBatch
+from eventd.kafka.types import TopicPartition
 from eventd.roles.hdfs_uploader.records import Record
 from eventd.roles.hdfs_uploader.staging import Flush, Staging
 

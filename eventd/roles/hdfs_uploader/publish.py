@@ -17,9 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from kafka.structs import TopicPartition
-
 from eventd.failpoints import failpoint
+from eventd.kafka.types import TopicPartition
 from eventd.roles.hdfs_uploader.layout import final_path, is_tmp_of, tmp_dir, tmp_path
 from eventd.roles.hdfs_uploader.staging import Flush, StagedFile
 from eventd.roles.hdfs_uploader.webhdfs import HdfsError, HdfsUnavailable, WebHdfs

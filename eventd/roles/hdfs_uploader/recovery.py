@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kafka.structs import OffsetAndMetadata
+from eventd.kafka.types import OffsetAndMetadata
+
 
 log = logging.getLogger(__name__)
 PREFIX = "eventd-hdfs:flush-end="

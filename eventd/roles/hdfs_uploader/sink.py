@@ -24,15 +24,13 @@ import logging
 import time
 from typing import Callable, Iterator
 
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import TopicPartition
-
 from eventd.config.hdfs import HdfsUploaderConfig
 from eventd.errors import DecodeError, EventdError
 from eventd.event.codec import envelope_id
 from eventd.event.dedup import RecentIds
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, FatalSinkError, RetryableError, Start
+from eventd.kafka.types import CommitFailedError, KafkaError, TopicPartition
 from eventd.metrics import DUPLICATES, EVENTS_OUT, HDFS_BACKPRESSURE, HDFS_BYTES, HDFS_FAILURES, HDFS_FILES
 from eventd.roles.hdfs_uploader import recovery
 from eventd.roles.hdfs_uploader.partition import PartitionState

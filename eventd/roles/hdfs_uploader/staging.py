@@ -16,9 +16,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from kafka.structs import TopicPartition
-
 from eventd.event.schemas import SchemaEntry
+from eventd.kafka.types import TopicPartition
 from eventd.metrics import QUEUE_BYTES
 from eventd.roles.hdfs_uploader.container import ContainerWriter
 from eventd.roles.hdfs_uploader.layout import GroupKey

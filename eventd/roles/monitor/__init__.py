@@ -17,26 +17,24 @@ from __future__ import annotations
 import logging
 import os
 
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-
 from eventd.config import Config
 from eventd.config.common import DeadLetterConfig
 from eventd.config.monitor import ALL, MonitorConfig
 from eventd.errors import CannotStart
 from eventd.event.codec import Decoder
 from eventd.event.schemas import SchemaStore
-from eventd.kafka.clients import new_admin, new_consumer
+from eventd.kafka.clients import new_consumer
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
+from eventd.kafka.positions import positions_by_time
 from eventd.kafka.producer import Producer
-from eventd.kafka.topics import event_topics
+from eventd.kafka.topics import create_topics, event_topics, existing_topics
 from eventd.roles.base import RoleContext
 from eventd.roles.monitor.alerts import AlertOutputs, KafkaOutput, WebhookOutput
 from eventd.roles.monitor.engine import Monitor
 from eventd.roles.monitor.observation import Projector
 from eventd.roles.monitor.rules import build_rule
-from eventd.roles.monitor.sink import MonitorSink, positions_by_time
+from eventd.roles.monitor.sink import MonitorSink
 from eventd.roles.monitor.state import load_state
 
 log = logging.getLogger(__name__)
@@ -46,17 +44,8 @@ BATCH_ITEMS, BATCH_AGE = 10_000, 1.0    # write() only counts in memory: small, 
 
 def setup(cfg: Config) -> list[str]:
     """Create the alert topic (one partition: every incident's messages in order). Idempotent."""
-    admin = new_admin(cfg.kafka)
-    try:
-        if cfg.monitor.alert_topic in set(admin.list_topics()):
-            return []
-        try:
-            admin.create_topics([NewTopic(cfg.monitor.alert_topic, 1, cfg.kafka.topics.replication_factor)])
-        except TopicAlreadyExistsError:
-            return []
-        return [f"created the alert topic {cfg.monitor.alert_topic}"]
-    finally:
-        admin.close()
+    created = create_topics(cfg.kafka, {cfg.monitor.alert_topic: 1})
+    return [f"created the alert topic {t}" for t in created]
 
 
 def main(ctx: RoleContext) -> None:
@@ -88,12 +77,8 @@ def check_start(cfg: Config, store: SchemaStore, topics: list[str]) -> None:
         raise CannotStart(f"monitor.alert_topic {m.alert_topic} is also an event topic")
     check_rule_fields(m, store)
     _check_state_dir(m)
-    admin = new_admin(cfg.kafka)
-    try:
-        if m.alert_topic not in set(admin.list_topics()):
-            raise CannotStart(f"the alert topic {m.alert_topic} does not exist: run `eventd setup`")
-    finally:
-        admin.close()
+    if m.alert_topic not in existing_topics(cfg.kafka):
+        raise CannotStart(f"the alert topic {m.alert_topic} does not exist: run `eventd setup`")
 
 
 def check_rule_fields(m: MonitorConfig, store: SchemaStore) -> None:

@@ -27,11 +27,9 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
-
 from eventd.config.monitor import WebhookConfig
 from eventd.kafka.producer import Producer
+from eventd.kafka.types import KafkaError, SendFuture
 from eventd.metrics import MONITOR_ALERTS, MONITOR_DELIVERY_FAILURES, MONITOR_UNDELIVERED
 from eventd.roles.monitor.incidents import ALERT, AlertMessage
 
@@ -78,7 +76,7 @@ class KafkaOutput:
         """Forget acknowledged sends, resend failed ones whose backoff has passed."""
         still: list[list[Any]] = []
         for entry in self._pending:
-            future: FutureRecordMetadata | None = entry[2]
+            future: SendFuture | None = entry[2]
             if future is not None and future.is_done:
                 if future.succeeded():
                     continue

@@ -17,49 +17,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
-
-from kafka import KafkaConsumer
-from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
 
 from eventd.errors import DecodeError
 from eventd.event.codec import Decoder
 from eventd.kafka.batch import Batch, Message
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, Start
+from eventd.kafka.positions import Positions, caught_up
+from eventd.kafka.types import TopicPartition
 from eventd.metrics import REJECTED
 from eventd.roles.monitor.engine import Monitor
 from eventd.roles.monitor.observation import Observation, Projector
 
 log = logging.getLogger(__name__)
 # (partitions, data time ms) -> the first offset at or after that time, per partition
-Positions = Callable[[list[TopicPartition], int], dict[TopicPartition, int]]
 CLOSE_TIMEOUT = 5.0
-
-
-def positions_by_time(consumer: KafkaConsumer) -> Positions:
-    """The first offset whose Kafka timestamp is at or after ``t_ms``; the end when there is none."""
-    def positions(tps: list[TopicPartition], t_ms: int) -> dict[TopicPartition, int]:
-        if not tps:
-            return {}
-        found = consumer.offsets_for_times({tp: t_ms for tp in tps})
-        missing = [tp for tp in tps if found.get(tp) is None]
-        ends = consumer.end_offsets(missing) if missing else {}
-        return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}
-    return positions
-
-
-def caught_up(consumer: KafkaConsumer) -> set[TopicPartition]:
-    """Assigned partitions whose read position is at their last known end."""
-    done = set()
-    for tp in consumer.assignment():
-        try:
-            high = consumer.highwater(tp)
-            if high is not None and consumer.position(tp) >= high:
-                done.add(tp)
-        except KafkaError:
-            pass
-    return done
 
 
 class MonitorSink:
