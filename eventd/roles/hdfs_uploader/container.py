@@ -20,36 +20,27 @@ import struct
 import zlib
 from typing import Any, Callable
 
+from eventd.event.binary import put_long
+
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 Compressor = Callable[[bytes], bytes]
 
 
-def zigzag(n: int) -> bytes:
-    """An Avro ``long``: zig-zag, then base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _string(b: bytes) -> bytes:
-    return zigzag(len(b)) + b
+    return put_long(len(b)) + b
 
 
 def header(schema: dict[str, Any], codec: str, sync: bytes) -> bytes:
     """The file header for ``schema`` (the JSON as written in the .avsc file) and ``codec``."""
     meta = {b"avro.schema": json.dumps(schema, separators=(",", ":")).encode(), b"avro.codec": codec.encode()}
-    body = zigzag(len(meta)) + b"".join(_string(k) + _string(v) for k, v in meta.items()) + zigzag(0)
+    body = put_long(len(meta)) + b"".join(_string(k) + _string(v) for k, v in meta.items()) + put_long(0)
     return MAGIC + body + sync
 
 
 def block(count: int, data: bytes, sync: bytes) -> bytes:
     """One data block of ``count`` records whose (already compressed) bytes are ``data``."""
-    return zigzag(count) + zigzag(len(data)) + data + sync
+    return put_long(count) + put_long(len(data)) + data + sync
 
 
 def _deflate(data: bytes) -> bytes:
