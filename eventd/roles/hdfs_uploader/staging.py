@@ -68,6 +68,7 @@ class Staging:
         self._buffered = 0
         self._open: list[Flush] = []
         self._counter = 0
+        self._bytes_gauge = QUEUE_BYTES.labels(role)     # looked up once: _grow runs per record
         _wipe(root)
 
     def append(self, flush: Flush, key: GroupKey, schema: SchemaEntry, body: bytes) -> None:
@@ -118,7 +119,7 @@ class Staging:
     def _grow(self, flush: Flush, delta: int) -> None:
         flush.size += delta
         self.bytes += delta
-        QUEUE_BYTES.labels(self.role).set(self.bytes)
+        self._bytes_gauge.set(self.bytes)
 
     def _write_buffers(self) -> None:
         for flush in self._open:
