@@ -63,3 +63,16 @@ def test_bench_smoke(stack: None, tmp_path: Path) -> None:
             assert not r["error"] and r["events"] > 0, r
         else:
             assert "not installed" in r["error"] or "not unpacked" in r["error"], r
+
+
+def test_codec_bench_runs_and_reports_every_path() -> None:
+    """``bench/codec.py`` needs no service; a tiny run must still measure every path."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "codec.py"), "--count", "300", "--repeat", "1",
+                           "--cpu", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "µs/event" not in line]
+    assert [r.split(" | ")[0:2] for r in rows] == [
+        ["| parse", "eventd"], ["| encode", "eventd (compiled)"], ["| encode", "fastavro 1.13.1"],
+        ["| decode", "eventd (compiled)"], ["| decode", "fastavro 1.13.1"],
+        ["| intake: parse + encode + queue append", "eventd"], ["| clickhouse row: decode + map", "eventd"],
+        ["| balance charge: decode + charge", "eventd"]]
