@@ -136,13 +136,14 @@ def compile_writer(raw: dict[str, Any]) -> Writer:
 
 
 def _inline_put(kind: str, value: str, i: int) -> str:
-    """An expression encoding ``value``: the common small cases inline, the rest by a call."""
-    if kind == "long":
-        return f"(SMALL[z{i}] if 0 <= (z{i} := ({value} << 1) ^ ({value} >> 63)) < 16384 else put_long({value}))"
-    if kind == "int":
-        return f"(SMALL[z{i}] if 0 <= (z{i} := ({value} << 1) ^ ({value} >> 31)) < 16384 else put_int({value}))"
+    """An expression encoding ``value`` (evaluated once, into ``v<i>``): the common small cases
+    inline, the rest by a call."""
+    if kind in ("long", "int"):
+        sign_shift = 63 if kind == "long" else 31
+        return (f"(SMALL[z{i}] if 0 <= (z{i} := ((v{i} := {value}) << 1) ^ (v{i} >> {sign_shift})) < 16384 "
+                f"else put_{kind}(v{i}))")
     if kind == "string":
-        return f"(SMALL[len(b{i}) << 1] + b{i} if len(b{i} := {value}.encode()) < 8192 else put_string({value}))"
+        return f"(SMALL[len(b{i}) << 1] + b{i} if len(b{i} := (v{i} := {value}).encode()) < 8192 else put_string(v{i}))"
     return f"put_{kind}({value})"
 
 
