@@ -52,10 +52,10 @@ class SchemaEntry:
     raw: dict[str, Any] = field(repr=False)      # as written in the file (for Avro container headers)
     fingerprint: bytes                           # 8 bytes, little-endian CRC-64-AVRO of the canonical form
     payload: tuple[FieldSpec, ...] = field(repr=False)
+    write: Writer = field(repr=False, compare=False)     # record -> Avro body (binary.py)
+    read: Reader = field(repr=False, compare=False)      # (bytes, start) -> (record, end)
     money_fields: tuple[str, ...] = ()
     input_names: frozenset[str] = frozenset()    # the keys of an input line this schema knows
-    write: Writer = field(repr=False, compare=False, default=None)   # type: ignore[assignment]
-    read: Reader = field(repr=False, compare=False, default=None)    # type: ignore[assignment]
 
 
 class SchemaStore:
