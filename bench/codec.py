@@ -105,6 +105,7 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
     with tempfile.TemporaryDirectory(prefix="bench-codec-") as work:
         queue = DurableQueue.open(work, 64 << 20, 1 << 40)
         intake = Intake(parser, queue, 10)
+
         def intake_batches() -> None:
             for i in range(0, count, 100):
                 intake.ingest(lines[i:i + 100], "tcp")
