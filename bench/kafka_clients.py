@@ -100,8 +100,7 @@ def cpu_now() -> float:
 def produce_kafka_python(topic: str, data: list[tuple[bytes, int, bytes]]) -> Figures:
     """Send ``data`` with eventd's producer settings; clock from first send to flush."""
     import kafka
-    from eventd.kafka.clients import new_producer
-    producer = new_producer(kafka_config(), "bench")
+    producer = kafka_python_producer()
     producer.partitions_for(topic)           # metadata before the clock, as for confluent-kafka
     failed = [0]
 
@@ -118,8 +117,33 @@ def produce_kafka_python(topic: str, data: list[tuple[bytes, int, bytes]]) -> Fi
     return figures
 
 
+def kafka_python_producer() -> Any:
+    """The producer eventd used before it moved to confluent-kafka (its settings then)."""
+    from kafka import KafkaProducer
+    cfg = kafka_config()
+    p = cfg.producer
+    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="bench-kp", acks="all", enable_idempotence=True,
+                         compression_type=None if p.compression == "none" else p.compression,
+                         linger_ms=int(p.linger * 1000), batch_size=p.batch_size,
+                         max_request_size=p.max_request_size, allow_auto_create_topics=False,
+                         max_in_flight_requests_per_connection=5, delivery_timeout_ms=120_000)
+
+
+def kafka_python_consumer(group: str) -> Any:
+    """The consumer eventd used before it moved to confluent-kafka (its settings then)."""
+    from kafka import KafkaConsumer
+    c = kafka_config().consumer
+    return KafkaConsumer(bootstrap_servers=BOOTSTRAP, client_id="bench-kp", group_id=group,
+                         enable_auto_commit=False, auto_offset_reset="earliest", allow_auto_create_topics=False,
+                         session_timeout_ms=int(c.session_timeout * 1000),
+                         heartbeat_interval_ms=int(c.heartbeat_interval * 1000),
+                         max_poll_interval_ms=int(c.max_poll_interval * 1000),
+                         max_poll_records=c.max_poll_records, fetch_max_bytes=c.fetch_max_bytes,
+                         max_partition_fetch_bytes=min(c.fetch_max_bytes, 8 << 20))
+
+
 def confluent_producer_conf() -> dict[str, Any]:
-    """The kafka-python producer's settings (eventd.kafka.clients.new_producer) in librdkafka's names."""
+    """The kafka-python producer's settings in librdkafka's names."""
     p = kafka_config().producer
     return {"bootstrap.servers": BOOTSTRAP, "client.id": "bench-kc-bench", "acks": "all",
             "enable.idempotence": True, "compression.type": p.compression, "linger.ms": int(p.linger * 1000),
@@ -176,9 +200,8 @@ class ReadCheck:
 def consume_kafka_python(topic: str, group: str, count: int) -> Figures:
     """Read ``count`` messages with eventd's consumer settings and its loop's poll batches."""
     import kafka
-    from eventd.kafka.clients import new_consumer
     cfg = kafka_config()
-    consumer = new_consumer(cfg, "bench", group)
+    consumer = kafka_python_consumer(group)
     check, since_commit, first = ReadCheck(), 0, 0.0
     t0, c0 = time.monotonic(), cpu_now()
     consumer.subscribe([topic])

@@ -269,7 +269,7 @@ def commit_group_start(group: str, topics: list[str]) -> None:
     """Commit offset 0 on every partition of ``topics`` for ``group``, so a consumer whose own
     default is to start at the end (librdkafka's ``latest``) reads the topics from the start."""
     from kafka import KafkaConsumer, TopicPartition
-    from eventd.kafka.types import OffsetAndMetadata
+    from kafka.structs import OffsetAndMetadata
     c = KafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]

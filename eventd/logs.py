@@ -24,5 +24,6 @@ def setup_logging(role: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kafka-python logs every reconnect attempt at INFO/WARNING; our own messages say what matters.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # librdkafka logs every reconnect attempt; our own messages (and its rate-limited error
+    # callback, eventd.kafka.clients) say what matters.
+    logging.getLogger("eventd.kafka.librdkafka").setLevel(max(logging.ERROR, root.level))

@@ -28,12 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer
-
 from eventd.errors import DecodeError, EventdError, InvalidEvent
 from eventd.kafka.batch import Batch, Message
+from eventd.kafka.consumer import Consumer
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
-from eventd.kafka.types import CommitFailedError, KafkaError, OffsetAndMetadata, RebalanceInProgressError, TopicPartition
+from eventd.kafka.types import CommitFailedError, KafkaError, OffsetAndMetadata, TopicPartition
 from eventd.metrics import BATCH_ROWS, EVENTS_IN, FLUSH_SECONDS, LAG, SINK_ERRORS
 
 log = logging.getLogger(__name__)
@@ -113,20 +112,18 @@ class LoopSettings:
 class ConsumerLoop(Generic[T]):
     """Runs one sink over one consumer until ``stop`` is set. Not thread-safe: one thread."""
 
-    def __init__(self, settings: LoopSettings, consumer: KafkaConsumer, sink: Sink[T],
+    def __init__(self, settings: LoopSettings, consumer: Consumer, sink: Sink[T],
                  dead_letter: DeadLetter, invalid: InvalidLimit) -> None:
         self.s, self.consumer, self.sink = settings, consumer, sink
         self.dead_letter, self.invalid = dead_letter, invalid
         self.batch: Batch[T] = Batch()
         self._warm_until: dict[TopicPartition, int] = {}
         self._cut_at: dict[TopicPartition, int] = {}
-        self._retrying = False
         self._last_lag = 0.0
         self._stop = threading.Event()
         self._held: Batch[T] = Batch()
-        self._unstarted: set[TopicPartition] = set()   # assigned, paused until the sink chose their start
         self._owned: set[TopicPartition] = set()       # started and not revoked: their messages are ours
-        self._rebalances = 0                           # counts revocations (changes of ``_owned``)
+        self._revocations: dict[TopicPartition, int] = {}   # per partition: revoked or restarted how often
 
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -147,18 +144,10 @@ class ConsumerLoop(Generic[T]):
                 self._tick(deadline)
         finally:
             self.sink.close()
-            self.consumer.close(autocommit=False)
+            self.consumer.close()    # leaving the group revokes: on_revoked only forgets state
 
     def _subscribe(self) -> None:
-        """Subscribe, then load the topics' metadata at once (a blocking fetch).
-
-        kafka-python 3.0.12 takes the coordinator's metadata snapshot only on a metadata update
-        after the subscription, so the first join is followed by a second one when that update
-        arrives; a poll() timing out during the second join loses its assignment and the
-        consumer sits in its group with no partitions until the next rebalance (about 1 start
-        in 20 here; see also dpkp/kafka-python#2377). Fetching the metadata right after
-        subscribing, before the first poll, avoids it (0 in 20)."""
-        self.consumer.subscribe(self.s.topics, listener=_Listener(self))
+        self.consumer.subscribe(self.s.topics, self.on_assigned, self.on_revoked)
         missing = set(self.s.topics) - set(self.consumer.topics())
         if missing:
             log.warning("topics not found (run `eventd setup`): %s; read once they exist", ", ".join(sorted(missing)))
@@ -166,21 +155,22 @@ class ConsumerLoop(Generic[T]):
     def _poll_once(self) -> None:
         timeout = self.s.poll_timeout if not self.batch else max(0.0, min(self.s.poll_timeout,
                                                                            self.s.max_age - self.batch.age()))
-        records = self.consumer.poll(timeout_ms=int(timeout * 1000))
+        records = self.consumer.poll(timeout)
+        revocations = self._revocations
+        seen = {tp: revocations.get(tp, 0) for tp in records}
         for tp, msgs in records.items():
-            if tp not in self._owned:    # read before its start was chosen: read again after the seek
+            # A flush may poll (retrying in the group) and so rebalance, or the sink may restart a
+            # partition. The rest of its messages in hand then belongs to the partition's new
+            # owner, or is read again from its new start (where the consumer now stands); kept,
+            # it would form a batch with wrong boundaries (found by the fault suite: a SIGSTOPped
+            # loader wrote such a batch twice).
+            if tp not in self._owned or revocations.get(tp, 0) != seen[tp]:
                 continue
             EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
-            rebalances = self._rebalances
-            for r in msgs:
-                self._handle(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
-                # A flush may poll (retrying in the group) and so rebalance. The rest of ``msgs``
-                # then belongs to the partition's new owner, or — reassigned here — is read again
-                # from its new start; kept, it would form a batch with wrong boundaries (found by
-                # the fault suite: a SIGSTOPped loader wrote such a batch twice).
-                if self._rebalances != rebalances and tp not in self._owned:
+            for msg in msgs:
+                self._handle(msg)
+                if revocations.get(tp, 0) != seen[tp]:
                     break
-        self._start_assigned()
 
     def _handle(self, msg: Message) -> None:
         tp = msg.tp
@@ -255,7 +245,7 @@ class ConsumerLoop(Generic[T]):
             return
         try:
             self.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in next_offsets.items()})
-        except (CommitFailedError, RebalanceInProgressError) as exc:
+        except CommitFailedError as exc:
             # We were rebalanced away; the new owner redoes the batch and the sink deduplicates.
             log.warning("commit refused after a rebalance; the partitions' new owner redoes them: %s", exc)
         except KafkaError as exc:
@@ -272,82 +262,68 @@ class ConsumerLoop(Generic[T]):
 
     def _wait_in_group(self, seconds: float) -> None:
         """Sleep ``seconds`` while still calling poll(), so the group does not evict us."""
-        self._retrying = True
-        self.consumer.pause(*self.consumer.assignment())
+        self.consumer.pause_all()
         try:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
-                stray = self.consumer.poll(timeout_ms=int(min(0.5, end - time.monotonic()) * 1000) + 1)
-                for tp, msgs in stray.items():   # partitions assigned meanwhile: read them later
+                stray = self.consumer.poll(min(0.5, end - time.monotonic()))
+                for tp, msgs in stray.items():   # paused partitions return nothing; if one did, read it later
                     self.consumer.seek(tp, msgs[0].offset)
         finally:
-            self._retrying = False
-            self.consumer.resume(*(set(self.consumer.assignment()) - self._unstarted))
+            self.consumer.resume_all()
 
-    # -- assignment --------------------------------------------------------------------
+    # -- assignment (called inside ``consumer.poll``, on the loop's thread) ---------------
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._rebalances += 1
+        for tp in revoked:
+            self._revocations[tp] = self._revocations.get(tp, 0) + 1
         self._owned.difference_update(revoked)
         self.batch.drop(list(revoked))
         self._held.drop(list(revoked))
         for tp in revoked:
             self._warm_until.pop(tp, None)
             self._cut_at.pop(tp, None)
-            self._unstarted.discard(tp)
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Runs on kafka-python's IO thread, where blocking consumer calls (``committed``,
-        ``beginning_offsets``) raise and slow sink work would stall heartbeats: the partitions
-        are only paused here, and started by :meth:`_start_assigned` on the loop's thread."""
+    def on_assigned(self, assigned: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Ask the sink where the new partitions start; the consumer is assigned at the returned
+        offsets (warm-up reads included), so nothing of them is read before."""
         if not assigned:
-            return
-        self.consumer.pause(*assigned)
-        self._unstarted.update(assigned)
-
-    def _start_assigned(self) -> None:
-        """Ask the sink where the newly assigned partitions start, seek there, resume them."""
-        assigned = sorted(self._unstarted & set(self.consumer.assignment()))
-        self._unstarted.clear()
-        if not assigned:
-            return
-        committed = {tp: self.consumer.committed(tp, metadata=True) for tp in assigned}
+            return {}
+        committed = self.consumer.committed(assigned)
         starts = self.sink.start(list(assigned), committed)
-        for tp in assigned:
-            self._position(tp, starts.get(tp, Start()), committed.get(tp))
+        offsets = {tp: self._position(tp, starts.get(tp, Start()), committed.get(tp)) for tp in assigned}
         self._owned.update(assigned)
-        self.consumer.resume(*assigned)
+        return offsets
 
-    def _position(self, tp: TopicPartition, start: Start, committed: OffsetAndMetadata | None) -> None:
+    def restart(self, tps: list[TopicPartition]) -> None:
+        """Forget everything read of ``tps`` and start them again as on a new assignment
+        (a sink that found its stored offsets moved by another instance)."""
+        self.on_revoked(tps)
+        for tp, offset in self.on_assigned(tps).items():
+            self.consumer.seek(tp, offset)
+
+    def _position(self, tp: TopicPartition, start: Start, committed: OffsetAndMetadata | None) -> int:
+        """The offset to read ``tp`` from (before ``start.offset`` by the warm-up)."""
         offset = start.offset if start.offset is not None else (committed.offset if committed else None)
         if offset is None:
-            offset = self.consumer.beginning_offsets([tp])[tp]
+            marks = self.consumer.watermarks(tp)
+            offset = marks[0] if marks else 0
         if start.cut_at is not None:
             self._cut_at[tp] = start.cut_at
         if start.warm:
             self._warm_until[tp] = offset
-        self.consumer.seek(tp, max(0, offset - start.warm))
         log.info("partition %s/%d starts at %d%s", tp.topic, tp.partition, offset,
                  f" (first batch ends at {start.cut_at})" if start.cut_at is not None else "")
+        return max(0, offset - start.warm)
 
     def _report_lag(self) -> None:
         if time.monotonic() - self._last_lag < self.s.lag_interval:
             return
         self._last_lag = time.monotonic()
-        for tp in self.consumer.assignment():
-            try:
-                high = self.consumer.highwater(tp)
-                if high is not None:
-                    LAG.labels(self.s.role, tp.topic, tp.partition).set(high - self.consumer.position(tp))
-            except KafkaError:
-                pass
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, loop: ConsumerLoop) -> None:  # type: ignore[type-arg]
-        self.loop = loop
-
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
-        self.loop.on_revoked(list(revoked))
-
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
-        self.loop.on_assigned(list(assigned))
+        try:
+            positions = self.consumer.positions(self.consumer.assignment())
+            for tp, position in positions.items():
+                marks = self.consumer.watermarks(tp, cached=True)
+                if marks is not None:
+                    LAG.labels(self.s.role, tp.topic, tp.partition).set(marks[1] - position)
+        except KafkaError:
+            pass

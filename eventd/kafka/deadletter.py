@@ -55,7 +55,7 @@ class DeadLetter:
 
     def __init__(self, producer: Producer, topic: str, role: str) -> None:
         self.producer, self.topic, self.role = producer, topic, role
-        self._failed: list[str] = []      # appended on Kafka's I/O thread (list.append is atomic)
+        self._failed: list[str] = []      # appended on the producer's poll thread (list.append is atomic)
 
     def send(self, value: bytes, reason: str, topic: str, partition: int, offset: int,
              key: bytes | None = None) -> None:

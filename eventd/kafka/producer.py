@@ -1,67 +1,127 @@
 """The one Kafka producer wrapper every role uses: bounded in-flight bytes, explicit flush.
 
-kafka-python 3.0 no longer caps the producer's memory (no ``buffer_memory``), so the
-wrapper counts bytes sent but not yet acknowledged and makes the caller wait above
-``max_in_flight_bytes`` — memory stays bounded whatever the input rate.
+The wrapper counts bytes sent but not yet acknowledged and makes the caller wait above
+``max_in_flight_bytes``, so memory stays bounded whatever the input rate and librdkafka's own
+queue limit (``BufferError``) is never the first to bite. librdkafka answers deliveries only
+inside ``poll()``; a daemon thread per producer polls, so ``on_done`` runs there — never on
+the caller's thread.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Any, Callable
+
+import confluent_kafka
 
 from eventd.config.common import KafkaConfig
-from eventd.kafka.clients import new_producer
-from eventd.kafka.types import SendFuture
+from eventd.kafka.clients import producer_config
+from eventd.kafka.types import KafkaError, KafkaTimeoutError, SendFuture, from_client
 
 Headers = list[tuple[str, bytes]]
+OnDone = Callable[[Exception | None], None]
+METADATA_TIMEOUT = 10.0
 
 
 class Producer:
     """Thread-safe; ``send`` may block while too much is in flight, ``flush`` waits for every ack."""
 
     def __init__(self, cfg: KafkaConfig, name: str) -> None:
-        self._producer = new_producer(cfg, name)
+        self._conf = producer_config(cfg, name)
+        self._producer = confluent_kafka.Producer(self._conf)
         self._cap = cfg.producer.max_in_flight_bytes
         self._in_flight = 0
         self._cond = threading.Condition()
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name=f"kafka-poll-{name}", daemon=True)
+        self._poller.start()
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None,
-             on_done: Callable[[Exception | None], None] | None = None,
-             partition: int | None = None) -> SendFuture:
-        """Queue one message. ``on_done(error)`` runs on the sender thread once Kafka has answered.
-        ``partition`` skips the partitioner (the caller computed it, e.g. with a cache)."""
+             on_done: OnDone | None = None, partition: int | None = None) -> SendFuture:
+        """Queue one message. ``on_done(error)`` runs on the producer's poll thread once Kafka has
+        answered. ``partition`` skips the partitioner (the caller computed it, e.g. with a cache).
+        Raises :class:`KafkaError` when the message cannot even be queued (unknown topic, too big)."""
         size = len(value) + (len(key) if key else 0)
         with self._cond:
             while self._in_flight and self._in_flight + size > self._cap:
                 self._cond.wait(1.0)
             self._in_flight += size
+        future = SendFuture()
+        report = _Report(self, size, future, on_done)
         try:
-            future = self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
-        except Exception:
-            self._done(size, None, None)   # never sent: give its bytes back to the budget
+            self._produce(topic, value, key, headers, partition, report)
+        except BaseException:
+            self._release(size)    # never queued: give its bytes back to the budget
             raise
-        future.add_both(lambda result: self._done(size, result, on_done))
         return future
 
-    def _done(self, size: int, result: object, on_done: Callable[[Exception | None], None] | None) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Headers | None,
+                 partition: int | None, report: "_Report") -> None:
+        args: dict[str, Any] = {"key": key, "on_delivery": report}
+        if headers:
+            args["headers"] = headers
+        if partition is not None:
+            args["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, **args)
+                return
+            except BufferError:          # librdkafka's queue is full: wait for deliveries
+                self._producer.poll(0.05)
+            except confluent_kafka.KafkaException as exc:
+                raise from_client(exc, f"cannot send to {topic}: ") from None
+
+    def _release(self, size: int) -> None:
         with self._cond:
             self._in_flight -= size
             self._cond.notify_all()
-        if on_done is not None:
-            on_done(result if isinstance(result, Exception) else None)
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.1)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every queued message is acknowledged (or failed); raises on timeout."""
-        self._producer.flush(timeout=timeout)
+        """Wait until every queued message is acknowledged (or failed); raises
+        :class:`KafkaTimeoutError` if some are still unanswered after ``timeout`` seconds."""
+        left = self._producer.flush(-1 if timeout is None else timeout)
+        if left:
+            raise KafkaTimeoutError(f"{left} message(s) not acknowledged by Kafka within {timeout:.0f}s")
 
     def partitions_for(self, topic: str) -> set[int] | None:
-        """The topic's partition ids (waits for metadata up to the producer's max_block_ms)."""
-        return self._producer.partitions_for(topic)
+        """The topic's partition ids; None when the cluster does not know the topic."""
+        try:
+            meta = self._producer.list_topics(topic, timeout=METADATA_TIMEOUT)
+        except confluent_kafka.KafkaException as exc:
+            raise from_client(exc, f"metadata of {topic}: ") from None
+        t = meta.topics.get(topic)
+        return set(t.partitions) if t is not None and t.error is None and t.partitions else None
 
     @property
     def in_flight_bytes(self) -> int:
         return self._in_flight
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.close(timeout=timeout)
+        """Deliver what is queued within ``timeout``, drop the rest (it was never acknowledged)."""
+        try:
+            if self._producer.flush(timeout):
+                self._producer.purge()
+                self._producer.poll(0)   # run the purged messages' callbacks (they fail)
+        finally:
+            self._closed.set()
+            self._poller.join(1.0)
+
+
+class _Report:
+    """The delivery callback of one message: releases its bytes, completes its future."""
+
+    __slots__ = ("producer", "size", "future", "on_done")
+
+    def __init__(self, producer: Producer, size: int, future: SendFuture, on_done: OnDone | None) -> None:
+        self.producer, self.size, self.future, self.on_done = producer, size, future, on_done
+
+    def __call__(self, err: Any, _msg: Any) -> None:
+        error: KafkaError | None = None if err is None else from_client(err, "delivery failed: ")
+        self.producer._release(self.size)
+        self.future.complete(error)
+        if self.on_done is not None:
+            self.on_done(error)

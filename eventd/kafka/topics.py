@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from kafka.admin import NewTopic
+import confluent_kafka
+from confluent_kafka.admin import NewTopic
 
 from eventd.config import Config
 from eventd.config.common import KafkaConfig
 from eventd.event.schemas import GENERIC, SchemaStore
-from eventd.kafka.clients import new_admin
-from eventd.kafka.types import TopicAlreadyExistsError
+from eventd.kafka.clients import AdminClient, new_admin
+from eventd.kafka.types import TopicAlreadyExistsError, from_client
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +34,37 @@ def ensure_topics(cfg: Config, store: SchemaStore) -> list[str]:
     return create_topics(cfg.kafka, needed_topics(cfg, store))
 
 
+METADATA_TIMEOUT = 30.0
+
+
 def existing_topics(kafka: KafkaConfig) -> set[str]:
     """The names of the topics the cluster has."""
-    admin = new_admin(kafka)
+    return _list(new_admin(kafka))
+
+
+def _list(admin: AdminClient) -> set[str]:
     try:
-        return set(admin.list_topics())
-    finally:
-        admin.close()
+        return set(admin.list_topics(timeout=METADATA_TIMEOUT).topics)
+    except confluent_kafka.KafkaException as exc:
+        raise from_client(exc, "listing the topics: ") from None
 
 
 def create_topics(kafka: KafkaConfig, wanted: dict[str, int]) -> list[str]:
     """Create those of ``wanted`` (name → partitions) that do not exist; returns their names."""
-    admin = new_admin(kafka)
-    try:
-        existing = set(admin.list_topics())
-        new = [NewTopic(name, n, kafka.topics.replication_factor)
-               for name, n in sorted(wanted.items()) if name not in existing]
-        if new:
-            try:
-                admin.create_topics(new)
-            except TopicAlreadyExistsError:  # created concurrently by another `setup`
-                pass
-        return [t.name for t in new]
-    finally:
-        admin.close()
+    admin = new_admin(kafka)        # referenced until every future is done (see new_admin)
+    existing = _list(admin)
+    new = [NewTopic(name, n, kafka.topics.replication_factor)
+           for name, n in sorted(wanted.items()) if name not in existing]
+    if not new:
+        return []
+    for name, future in admin.create_topics(new, operation_timeout=METADATA_TIMEOUT).items():
+        try:
+            future.result()
+        except confluent_kafka.KafkaException as exc:
+            error = from_client(exc, f"creating topic {name}: ")
+            if not isinstance(error, TopicAlreadyExistsError):   # created concurrently by another `setup`
+                raise error from None
+    return [t.topic for t in new]
 
 
 def event_topics(cfg: Config, store: SchemaStore, types: tuple[str, ...] | None = None) -> list[str]:

@@ -162,7 +162,7 @@ class KafkaTarget:
         try:
             self._producer.send(event.topic, value, event.key, on_done=lambda err: self._answered(batch, err),
                                 partition=self._partitions.partition(event.topic, event.key))
-        except Exception as exc:  # kafka-python raises its own types synchronously (metadata timeout …)
+        except Exception as exc:  # the topic is unknown, the message too big, no metadata in time …
             batch.failed = True
             raise ReplayFailed(f"kafka: cannot send to {event.topic}: {type(exc).__name__}: {exc}") from None
 
@@ -211,13 +211,8 @@ class KafkaTarget:
 
 def missing_topics(cfg: Config, store: SchemaStore) -> list[str]:
     """Event topics the replay may write that do not exist (``eventd setup`` creates them)."""
-    from eventd.kafka.clients import new_admin
-    from eventd.kafka.topics import needed_topics
-    admin = new_admin(cfg.kafka)
-    try:
-        existing = set(admin.list_topics())
-    finally:
-        admin.close()
+    from eventd.kafka.topics import existing_topics, needed_topics
+    existing = existing_topics(cfg.kafka)
     special = {cfg.kafka.topics.dead_letter, cfg.kafka.topics.control}
     return sorted(t for t in needed_topics(cfg, store) if t not in existing and t not in special)
 

@@ -89,8 +89,8 @@ def run_role(config: Config, role: str, slot: int = 0) -> int:
 
 
 def _unavailable(exc: Exception) -> bool:
-    """A service outage: eventd's own :class:`ServiceUnavailable`, or a Kafka error kafka-python
-    marks retriable (broker unreachable, bootstrap timed out, coordinator moving)."""
+    """A service outage: eventd's own :class:`ServiceUnavailable`, or a Kafka error eventd
+    classes as retriable (broker unreachable, bootstrap timed out, coordinator moving)."""
     from eventd.kafka.types import retriable
     return isinstance(exc, ServiceUnavailable) or retriable(exc)
 

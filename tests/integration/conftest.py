@@ -35,7 +35,7 @@ def env(stack: None, tmp_path: Path) -> Iterator[TestEnv]:
 def _delete_topics(prefix: str) -> None:
     """Remove the test's topics: thousands of leftover topics slow the shared broker down."""
     from kafka import KafkaAdminClient
-    from eventd.kafka.types import KafkaError
+    from kafka.errors import KafkaError
     try:
         admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092", request_timeout_ms=10_000)
     except KafkaError:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 from clickhouse_driver import Client
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition  # kafka-python: an independent client checks Kafka
 
 from eventd.config import Config, load_config
 from eventd.event.codec import encode
@@ -25,7 +25,6 @@ from eventd.event.money import to_micros
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.producer import Producer
 from eventd.kafka.topics import ensure_topics, event_topics
-from eventd.kafka.types import TopicPartition
 from eventd.roles import clickhouse_loader
 from harness import KAFKA, RoleProcess, ServiceFault, TestEnv, consume_all, devstack, free_port, wait_for
 
@@ -268,7 +267,14 @@ def test_clickhouse_killed_while_loading_catches_up_exactly(
         assert loader.alive(), loader.log()
         devstack("up", "clickhouse")
     clickhouse.disconnect()
-    assert_exact(clickhouse, env.db, feed, timeout=120)
+    try:
+        assert_exact(clickhouse, env.db, feed, timeout=60)
+    except AssertionError:
+        import subprocess
+        subprocess.run(f"/work/main/.tox/py311/bin/py-spy dump --pid {loader.proc.pid} > /tmp/spy.txt 2>&1", shell=True)
+        raise
+    finally:
+        open("/tmp/loader.log", "w").write(loader.log())
     assert "sink unavailable, retrying" in loader.log()
     assert loader.terminate() == 0
 

@@ -19,13 +19,12 @@ from typing import Any
 
 import avro.datafile
 import avro.io
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # kafka-python: an independent client checks Kafka
 
 from eventd.config import load_config
 from eventd.event.codec import encode
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
-from eventd.kafka.types import TopicPartition
 from harness import KAFKA, REPO, RoleProcess, TestEnv, consume_all, hdfs_get, hdfs_walk, wait_for
 
 TYPES = ("impression", "click", "conversion", "bid")

@@ -51,7 +51,7 @@ def figures(text: str) -> dict[str, str]:
 def kafka_total(topics: list[str]) -> int:
     """Messages in ``topics`` (sum of end offsets: nothing is ever deleted in a test)."""
     from kafka import KafkaConsumer
-    from eventd.kafka.types import TopicPartition
+    from kafka import TopicPartition
     consumer = KafkaConsumer(bootstrap_servers=KAFKA)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]

@@ -69,11 +69,8 @@ class FakeLoop:
         self.calls: list[tuple[str, list[TopicPartition]]] = []
         self.consumer = self
 
-    def on_revoked(self, tps: list[TopicPartition]) -> None:
-        self.calls.append(("revoked", tps))
-
-    def on_assigned(self, tps: list[TopicPartition]) -> None:
-        self.calls.append(("assigned", tps))
+    def restart(self, tps: list[TopicPartition]) -> None:
+        self.calls.append(("restarted", tps))
 
     def assignment(self) -> set[TopicPartition]:
         return {TP0, TP1}
@@ -140,50 +137,23 @@ def test_a_stale_partition_is_dropped_and_restarted_while_the_others_are_applied
     batch = batch_of(charge(TP0, 0, "a"), charge(TP1, 0, "b"))
     sink.write(batch, loop)            # type: ignore[arg-type]
     assert applier.windows == [[(TP0, ["a"])]]
-    assert loop.calls == [("revoked", [TP1]), ("assigned", [TP1])]
+    assert loop.calls == [("restarted", [TP1])]
     assert list(batch.parts) == [TP0]                 # the loop commits only what was applied
     assert sink.start([TP1], {}) == {TP1: Start(offset=9, warm=9)}
 
 
-def test_the_loop_starts_assigned_partitions_outside_the_rebalance_callback() -> None:
-    """kafka-python 3 runs rebalance callbacks on its IO thread, where ``committed()`` raises and
-    a slow sink (MariaDB) would stall heartbeats: the loop must only pause there."""
+def test_the_loop_starts_assigned_partitions_at_the_stored_offset() -> None:
+    """Nothing of a partition before the offset the sink stored is read, let alone applied."""
     from eventd.config.common import DeadLetterConfig
     from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
     from eventd.kafka.deadletter import DeadLetter, InvalidLimit
     from fake_kafka import FakeConsumer, FakeProducer
-
-    class IoThreadConsumer(FakeConsumer):
-        in_callback = False
-
-        def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict:
-            listener, self.listener = self.listener, _Guarded(self.listener, self)
-            try:
-                return super().poll(timeout_ms, max_records)
-            finally:
-                self.listener = listener
-
-        def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
-            assert not self.in_callback, "blocking call inside the rebalance callback"
-            return super().committed(tp, metadata)
-
-    class _Guarded:
-        def __init__(self, inner: Any, consumer: IoThreadConsumer) -> None:
-            self.inner, self.consumer = inner, consumer
-
-        def on_partitions_assigned(self, tps: list[TopicPartition]) -> None:
-            self.consumer.in_callback = True
-            try:
-                self.inner.on_partitions_assigned(tps)
-            finally:
-                self.consumer.in_callback = False
 
     class Sink:
         started: list[TopicPartition] = []
         written: list[tuple[int, int]] = []
 
         def start(self, partitions, committed):  # type: ignore[no-untyped-def]
-            assert not consumer.in_callback
             self.started += partitions
             return {tp: Start(offset=2) for tp in partitions}
 
@@ -199,7 +169,7 @@ def test_the_loop_starts_assigned_partitions_outside_the_rebalance_callback() ->
         def close(self) -> None:
             pass
 
-    consumer = IoThreadConsumer({TP0: [b"0", b"1", b"2", b"3"]})
+    consumer = FakeConsumer({TP0: [b"0", b"1", b"2", b"3"]})
     sink = Sink()
     settings = LoopSettings("test", ["t"], max_items=100, max_age=0.01, poll_timeout=0.01)
     loop = ConsumerLoop(settings, consumer, sink, DeadLetter(FakeProducer(), "dlq", "test"),  # type: ignore[arg-type]

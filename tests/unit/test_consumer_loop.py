@@ -158,9 +158,8 @@ def test_a_rebalance_inside_a_flush_drops_the_rest_of_the_poll() -> None:
     def on_poll(c: FakeConsumer) -> None:
         if sink.fail_times == 0 and not rebalanced:    # the first poll after the failed write
             rebalanced.append(True)
-            c.listener.on_partitions_revoked([TP0])
-            c.positions[TP0] = c.committed_offsets[TP0].offset if TP0 in c.committed_offsets else 0
-            c.listener.on_partitions_assigned([TP0])
+            c.revoke([TP0])
+            c.assign([TP0])
         if c.committed_offsets.get(TP0, OffsetAndMetadata(0, "", -1)).offset >= 10 or len(sink.written) > 20:
             stop.set()
     consumer.on_poll = on_poll

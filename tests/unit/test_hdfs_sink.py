@@ -322,7 +322,7 @@ def test_staging_full_pauses_consumption_until_hdfs_is_back(tmp_path: Path) -> N
 
     def watch(c: FakeConsumer) -> None:
         if c.paused:
-            paused_seen.append(sum(len(logs[tp]) - pos for tp, pos in c.positions.items()))
+            paused_seen.append(sum(len(logs[tp]) - pos for tp, pos in c.offsets.items()))
             if len(paused_seen) > 20:
                 down.clear()
     consumer.on_poll = watch
@@ -360,7 +360,7 @@ def test_stopping_places_what_is_staged(tmp_path: Path) -> None:
     logs, expected = make_logs(120)
     hdfs, consumer = FakeHdfs(), FakeConsumer(logs)
     run = Run(tmp_path, hdfs, consumer, config(roll_age=3600.0, roll_size=1 << 30))
-    run.until(lambda: all(consumer.positions.get(tp) == len(v) for tp, v in logs.items()))
+    run.until(lambda: all(consumer.offsets.get(tp) == len(v) for tp, v in logs.items()))
     assert run.error is None
     assert done(consumer, logs)()
     check_exactly_once(hdfs, logs, expected)
@@ -376,10 +376,10 @@ def test_revoked_partitions_are_forgotten(tmp_path: Path) -> None:
     for i, value in enumerate(logs[TPS[0]][:10]):
         from eventd.kafka.batch import Message
         batch.add(TPS[0], i, run.sink.transform(Message(TPS[0].topic, 0, i, None, value, 0)))
-    consumer.positions = {tp: 0 for tp in TPS}
+    consumer.offsets = {tp: 0 for tp in TPS}
     run.sink.write(batch, run.loop)
     assert run.staging.bytes > 0
-    consumer.positions = {tp: 0 for tp in TPS[1:]}       # TPS[0] revoked
+    consumer.offsets = {tp: 0 for tp in TPS[1:]}       # TPS[0] revoked
     assert run.sink.tick(run.loop, None) == {}
     assert TPS[0] not in run.sink.parts and run.staging.bytes == 0
 

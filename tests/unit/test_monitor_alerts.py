@@ -10,10 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-from kafka.future import Future
 
 from eventd.config.monitor import WebhookConfig
-from eventd.kafka.types import KafkaTimeoutError
+from eventd.kafka.types import KafkaTimeoutError, SendFuture
 from eventd.roles.monitor.alerts import AlertOutputs, KafkaOutput, WebhookOutput, http_post
 from eventd.roles.monitor.incidents import AlertMessage
 from eventd.roles.monitor.testdata import FakeClock
@@ -26,13 +25,13 @@ class FakeProducer:
     """Answers each send with a Future the test completes; ``refuse`` makes send itself raise."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None, Future]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, SendFuture]] = []
         self.refuse = False
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, **_: Any) -> Future:
+    def send(self, topic: str, value: bytes, key: bytes | None = None, **_: Any) -> SendFuture:
         if self.refuse:
             raise KafkaTimeoutError("no metadata for the topic")
-        future = Future()
+        future = SendFuture()
         self.sent.append((topic, value, key, future))
         return future
 
@@ -58,12 +57,12 @@ def test_kafka_failures_are_sent_again_until_acknowledged() -> None:
     producer, clock = FakeProducer(), FakeClock(100.0)
     out = KafkaOutput(producer, "alerts")
     out.send(b"m1", b"k", clock())
-    producer.sent[0][3].failure(KafkaTimeoutError("expired"))
+    producer.sent[0][3].complete(KafkaTimeoutError("expired"))
     out.poll(clock())
     assert out.pending() == 1 and len(producer.sent) == 1       # waits for the backoff
     out.poll(clock() + 1.5)
     assert len(producer.sent) == 2 and producer.sent[1][1] == b"m1"
-    producer.sent[1][3].success(None)
+    producer.sent[1][3].complete(None)
     out.poll(clock() + 2)
     assert out.pending() == 0
 

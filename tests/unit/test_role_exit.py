@@ -8,11 +8,12 @@ from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
-from kafka.errors import KafkaConnectionError  # what kafka-python raises with the broker down
+import confluent_kafka
 
 import eventd.roles
 from eventd.config import load_config
 from eventd.errors import EXIT_CANNOT_START, EXIT_OK, EXIT_TEMPORARY, CannotStart, ServiceUnavailable
+from eventd.kafka.types import from_client
 from eventd.roles.base import run_role
 
 SAMPLE = Path(__file__).resolve().parents[2] / "conf" / "eventd.yaml"
@@ -35,7 +36,12 @@ def run_with(monkeypatch: pytest.MonkeyPatch, config: object, error: BaseExcepti
     return run_role(config, "collector")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("error", [KafkaConnectionError("111 ECONNREFUSED"),
+# What librdkafka reports with the broker down: its own retriable() flag is False for it.
+BROKER_DOWN = from_client(confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+    confluent_kafka.KafkaError._TRANSPORT, "Connection refused")))
+
+
+@pytest.mark.parametrize("error", [BROKER_DOWN,
                                    ServiceUnavailable("dead letters not acknowledged")])
 def test_an_outage_exits_temporary_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                                  config: object, error: Exception) -> None:

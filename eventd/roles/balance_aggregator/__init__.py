@@ -16,7 +16,7 @@ import logging
 
 from eventd.config import Config
 from eventd.errors import CannotStart
-from eventd.kafka.clients import new_consumer
+from eventd.kafka.consumer import new_consumer
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
 from eventd.kafka.producer import Producer

@@ -139,8 +139,7 @@ class BalanceSink:
             self._expected.pop(tp, None)
         BALANCE_WINDOWS.labels(self.role, "lost").inc()
         batch.drop(tps)
-        loop.on_revoked(tps)     # the loop forgets their pending messages and start-up state …
-        loop.on_assigned(tps)    # … and asks start() for their stored offsets before reading on
+        loop.restart(tps)        # the loop forgets what it read of them and asks start() for their stored offsets
 
     def _prune(self, loop: ConsumerLoop[Charge]) -> None:
         """Free the dedup windows of partitions no longer assigned (once a minute)."""

@@ -13,7 +13,7 @@ import threading
 from eventd.config import Config
 from eventd.config.clickhouse import ClickHouseDestination
 from eventd.event.codec import Decoder
-from eventd.kafka.clients import new_consumer
+from eventd.kafka.consumer import new_consumer
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
 from eventd.kafka.producer import Producer

@@ -3,7 +3,7 @@ datagrams, file tail), answers at once, and delivers every accepted event to Kaf
 
 Threads: the main thread runs the input loop (asyncio: parse, encode, append to the queue, answer);
 ``sender`` reads the queue and produces to Kafka; ``queue-syncer`` runs the fsync policy;
-kafka-python has its own I/O thread. Nothing the inputs do waits on Kafka.
+the Kafka producer has its poll thread (and librdkafka its own). Nothing the inputs do waits on Kafka.
 See docs/roles/collector.md.
 """
 
@@ -27,7 +27,7 @@ from eventd.roles.collector.tail import Tailer
 log = logging.getLogger(__name__)
 
 # The input loop must get the GIL back quickly when a client is waiting for its answer, even while
-# the sender and kafka-python's thread are busy: 5 ms (CPython's default) would be the answer time.
+# the sender and the producer's poll thread are busy: 5 ms (CPython's default) would be the answer time.
 SWITCH_INTERVAL = 0.0005
 
 

@@ -10,10 +10,10 @@ Contract:
   unacknowledged seq and every record not yet acknowledged is sent again, in queue order.
 - No connection at start (Kafka down) is retried with backoff; the inputs run regardless.
 - A producer that stops answering — sends in flight, and neither an acknowledgement nor an
-  error for ``STALL_AFTER`` seconds, longer than its own delivery timeout — is wedged
-  (kafka-python 3.0.12 can stay so after a broker restart: its idempotent producer waits for a
-  new producer id and never expires the waiting batches; found by the fault suite). It is
-  abandoned, a new one is started, and everything not acknowledged is sent again; answers
+  error for ``STALL_AFTER`` seconds, longer than its own delivery timeout — is wedged (the
+  Kafka client eventd used before, kafka-python, could stay so after a broker restart; librdkafka
+  expires every message by its delivery timeout, so this is a guard that should never fire). It
+  is abandoned, a new one is started, and everything not acknowledged is sent again; answers
   arriving late from the abandoned producer are ignored.
 - :meth:`Sender.stop` keeps sending the backlog for up to ``drain_timeout``, then closes the
   producer; what is left stays in the queue for the next start.
@@ -98,7 +98,7 @@ class Sender:
         self._stop.set()
         self._wake.set()
         self._thread.join(drain_timeout + 5.0)
-        if self._thread.is_alive():   # stuck in a blocking kafka-python call: settle what arrived
+        if self._thread.is_alive():   # stuck in a blocking Kafka call: settle what arrived
             log.warning("%s: Kafka did not answer within the drain timeout; unsent events stay in the queue",
                         self._thread.name)
             self._settle_acks()
@@ -208,7 +208,7 @@ class Sender:
         self._send_errors = 0
 
     def _on_done(self, generation: int, seq: int, size: int, error: Exception | None) -> None:
-        """Called on kafka-python's I/O thread: hand over, nothing more (deque.append is atomic)."""
+        """Called on the producer's poll thread: hand over, nothing more (deque.append is atomic)."""
         self._acks.append((generation, seq, size, error))
         if error is not None or len(self._acks) >= 1000:
             self._wake.set()

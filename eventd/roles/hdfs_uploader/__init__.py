@@ -22,7 +22,7 @@ import os
 from eventd.config import Config
 from eventd.config.hdfs import HdfsUploaderConfig
 from eventd.errors import CannotStart, EventdError
-from eventd.kafka.clients import new_consumer
+from eventd.kafka.consumer import new_consumer
 from eventd.kafka.consumer_loop import ConsumerLoop, FatalSinkError, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit, TooManyInvalid
 from eventd.kafka.producer import Producer

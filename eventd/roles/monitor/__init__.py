@@ -23,7 +23,7 @@ from eventd.config.monitor import ALL, MonitorConfig
 from eventd.errors import CannotStart
 from eventd.event.codec import Decoder
 from eventd.event.schemas import SchemaStore
-from eventd.kafka.clients import new_consumer
+from eventd.kafka.consumer import new_consumer
 from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings
 from eventd.kafka.deadletter import DeadLetter, InvalidLimit
 from eventd.kafka.positions import positions_by_time
