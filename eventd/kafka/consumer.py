@@ -9,8 +9,9 @@ Contracts the loop relies on:
 - :meth:`poll` reads one message per librdkafka call, so a message returned after a rebalance
   is never one fetched for the previous assignment (librdkafka drops those when it hands out
   the next message); what was read before the rebalance is discarded with the revocation;
-- :meth:`commit` returns, or raises :class:`KafkaError`, within its deadline even when the group
-  coordinator is gone (librdkafka's synchronous commit then waits without a bound).
+- :meth:`commit` returns or raises within its deadline even when the group coordinator is gone
+  (librdkafka's synchronous commit has no timeout of its own; probes saw it wait for
+  ``session.timeout.ms``, and once for over 215 s).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from eventd.config.common import KafkaConfig
 from eventd.errors import ServiceUnavailable
 from eventd.kafka.batch import Message
 from eventd.kafka.clients import consumer_config
-from eventd.kafka.types import KafkaTimeoutError, OffsetAndMetadata, TopicPartition, from_client
+from eventd.kafka.types import OffsetAndMetadata, TopicPartition, from_client
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ Revoked = Callable[[list[TopicPartition]], None]
 Records = dict[TopicPartition, list[Message]]
 CALL_TIMEOUT = 30.0       # committed(), watermarks, offsets for times
 COMMIT_TIMEOUT = 60.0     # a synchronous commit that has not returned by then is given up
+CLOSE_TIMEOUT = 15.0      # leaving the group takes up to session.timeout.ms without a coordinator
 
 
 class ConsumerStuck(ServiceUnavailable):
@@ -42,21 +44,21 @@ class ConsumerStuck(ServiceUnavailable):
 
 
 def new_consumer(cfg: KafkaConfig, suffix: str, group_id: str) -> "Consumer":
-    return Consumer(consumer_config(cfg, suffix, group_id), cfg.consumer.max_poll_records)
+    client = confluent_kafka.Consumer(consumer_config(cfg, suffix, group_id))
+    return Consumer(client, cfg.consumer.max_poll_records)
 
 
 class Consumer:
     """One group member. Not thread-safe: the loop's thread only (a commit runs on a thread of
     its own, so that the loop can stop waiting for it, see :meth:`commit`)."""
 
-    def __init__(self, conf: dict[str, Any], max_records: int) -> None:
-        self._c = confluent_kafka.Consumer(conf)
+    def __init__(self, client: confluent_kafka.Consumer, max_records: int) -> None:
+        self._c = client
         self._max_records = max_records
         self._on_assigned: Assigned | None = None
         self._on_revoked: Revoked | None = None
         self._rebalances = 0
         self._all_paused = False
-        self._unanswered: _Call | None = None     # a commit given up on, maybe still waiting
 
     # -- group membership --------------------------------------------------------------
     def subscribe(self, topics: list[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
@@ -143,20 +145,21 @@ class Consumer:
                 None if p.offset == OFFSET_INVALID else OffsetAndMetadata(p.offset, p.metadata) for p in found}
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout: float = COMMIT_TIMEOUT) -> None:
-        """Commit synchronously; raises :class:`KafkaError` on refusal and
-        :class:`KafkaTimeoutError` after ``timeout``. A commit given up on may still complete
-        later: commits are cumulative and every sink is idempotent, so that is harmless. The
-        next commit while it still has not returned raises :class:`ConsumerStuck` instead: the
-        client does not recover from that by itself, a new process does."""
-        if self._unanswered is not None and not self._unanswered.done.is_set():
-            raise ConsumerStuck(f"a commit has waited for the Kafka group coordinator for over {timeout:.0f}s; "
-                                f"restarting the role with a new consumer")
-        parts = [confluent_kafka.TopicPartition(tp.topic, tp.partition, om.offset, om.metadata or "")
+        """Commit synchronously; raises :class:`KafkaError` on refusal (librdkafka gives up
+        after about ``session.timeout.ms`` without a coordinator: retriable), and
+        :class:`ConsumerStuck` if the call has not returned after ``timeout`` — then every
+        other call on this consumer waits behind it, and only a new process recovers. A commit
+        given up on may still complete later: commits are cumulative and every sink is
+        idempotent, so that is harmless."""
+        # No metadata rather than "": librdkafka sends an empty string as "\x00", which other
+        # clients (kafka-python, which eventd used before) read back as a one-byte marker.
+        parts = [confluent_kafka.TopicPartition(tp.topic, tp.partition, om.offset, om.metadata)
+                 if om.metadata else confluent_kafka.TopicPartition(tp.topic, tp.partition, om.offset)
                  for tp, om in offsets.items()]
         call = _Call(lambda: self._c.commit(offsets=parts, asynchronous=False), "kafka-commit")
         if not call.done.wait(timeout):
-            self._unanswered = call
-            raise KafkaTimeoutError(f"commit not answered by Kafka within {timeout:.0f}s")
+            raise ConsumerStuck(f"a commit has waited for the Kafka group coordinator for {timeout:.0f}s; "
+                                f"restarting the role with a new consumer")
         if isinstance(call.error, confluent_kafka.KafkaException):
             raise from_client(call.error, "commit failed: ")
         if call.error is not None:
@@ -189,10 +192,10 @@ class Consumer:
         return {TopicPartition(p.topic, p.partition): p.offset if p.offset >= 0 else None for p in found}
 
     def close(self) -> None:
-        """Leave the group (runs ``on_revoked``); never commits. Bounded like a commit."""
+        """Leave the group (runs ``on_revoked``); never commits; gives up after ``CLOSE_TIMEOUT``."""
         call = _Call(self._c.close, "kafka-close")
-        if not call.done.wait(COMMIT_TIMEOUT):
-            log.warning("the Kafka consumer did not close within %.0fs; leaving it", COMMIT_TIMEOUT)
+        if not call.done.wait(CLOSE_TIMEOUT):
+            log.warning("the Kafka consumer did not close within %.0fs; leaving it", CLOSE_TIMEOUT)
         elif call.error is not None:
             log.warning("closing the Kafka consumer: %s", call.error)
 
