@@ -1,6 +1,6 @@
 """eventd's edge over confluent-kafka: error classes, the consumer adapter's poll and commit
 contracts, the producer's byte budget. librdkafka itself is replaced by scripted fakes here;
-tests/integration/test_kafka_client.py runs the same contracts against the real broker."""
+tests/integration/test_kafka_client.py checks the same contracts against the real broker."""
 
 from __future__ import annotations
 
