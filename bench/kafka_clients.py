@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""bench/kafka_clients.py — kafka-python vs confluent-kafka (librdkafka) on the local Kafka.
+"""bench/kafka_clients.py — kafka-python vs confluent-kafka (librdkafka) vs eventd's own wrappers
+around confluent-kafka, on the local Kafka.
 
-Measures what eventd's roles pay per message to their Kafka client, to decide on a port:
+Measures what eventd's roles pay per message to their Kafka client (it decided the move from
+kafka-python to confluent-kafka), and what eventd's wrappers add (``eventd.kafka.producer.Producer``:
+byte budget, a future and a callback per message; ``eventd.kafka.consumer.Consumer``: one
+librdkafka call and one eventd ``Message`` per message):
 
 - **produce**: N messages (``bench/gen.py`` JSON lines, ~400 bytes; key = campaign id; explicit
   partition = campaign % 6) with acks=all, idempotence, lz4, linger 20 ms, 1 MiB batches and a
@@ -16,9 +20,8 @@ Measures what eventd's roles pay per message to their Kafka client, to decide on
 Each measurement runs in a fresh process pinned with ``taskset`` (``--cpus``, default core 1);
 CPU is that process's user+system time (``os.times``: every thread, so the clients' I/O threads
 count) over the measured interval. Figures are medians of ``--runs`` runs, each with its own
-``bench-kc-*`` topics, deleted afterwards. The kafka-python side uses eventd's own settings
-builders (``eventd.kafka.clients``); confluent-kafka runs from a throwaway venv
-(``/var/lib/eventd-bench/kc-venv``, made here if missing) so it never becomes a project dependency.
+``bench-kc-*`` topics, deleted afterwards. kafka-python uses the settings eventd had with it;
+"eventd" uses eventd's settings builders (``eventd.kafka.clients``) and wrappers.
 
 Usage: bench/kafka_clients.py [--count N] [--runs R] [--cpus CPUS] [--write-docs]
 """
@@ -46,11 +49,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import replace_between  # noqa: E402
 
-VENV = Path(os.environ.get("EVENTD_BENCH_DIR", "/var/lib/eventd-bench")) / "kc-venv"
 BOOTSTRAP = "127.0.0.1:9092"
 PARTITIONS = 6
 COMMIT_EVERY = 10_000
-CLIENTS = ("kafka-python", "confluent-kafka")
+CLIENTS = ("kafka-python", "confluent-kafka", "eventd")
 OPERATIONS = ("produce", "consume")
 DOC = REPO / "docs" / "performance.md"
 MARKER = "kafka-clients"
@@ -257,34 +259,68 @@ def consume_confluent(topic: str, group: str, count: int) -> Figures:
     return figures
 
 
+def produce_eventd(topic: str, data: list[tuple[bytes, int, bytes]]) -> Figures:
+    """Send ``data`` through eventd's Producer, a callback per message, as the collector does."""
+    from eventd.kafka.producer import Producer
+    producer = Producer(kafka_config(), "bench")
+    producer.partitions_for(topic)
+    failed = [0]
+
+    def done(err: Exception | None) -> None:
+        if err is not None:
+            failed[0] += 1
+    t0, c0 = time.monotonic(), cpu_now()
+    for key, partition, value in data:
+        producer.send(topic, value, key=key, on_done=done, partition=partition)
+    producer.flush(120)
+    figures = Figures(len(data), time.monotonic() - t0, cpu_now() - c0, errors=failed[0],
+                      versions=confluent_versions())
+    producer.close()
+    return figures
+
+
+def consume_eventd(topic: str, group: str, count: int) -> Figures:
+    """Read ``count`` messages through eventd's consumer adapter, as the consumer loop does."""
+    from eventd.kafka.consumer import new_consumer
+    from eventd.kafka.types import OffsetAndMetadata
+    consumer = new_consumer(kafka_config(), "bench", group)
+    check, since_commit, first = ReadCheck(), 0, 0.0
+    t0, c0 = time.monotonic(), cpu_now()
+    consumer.subscribe([topic], lambda tps: {}, lambda tps: None)
+    deadline, ends = time.monotonic() + 120, {}
+    while check.count < count and time.monotonic() < deadline:
+        for tp, msgs in consumer.poll(0.2).items():
+            first = first or time.monotonic()
+            for m in msgs:
+                check.add(m.partition, m.offset, m.key, m.value)
+                _ = m.timestamp
+            ends[tp] = msgs[-1].offset + 1
+            since_commit += len(msgs)
+        if since_commit >= COMMIT_EVERY or (since_commit and check.count >= count):
+            consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
+            since_commit = 0
+    figures = Figures(check.count, time.monotonic() - t0, cpu_now() - c0, join=first - t0 if first else -1,
+                      errors=check.errors, bytes=check.bytes, versions=confluent_versions())
+    consumer.close()
+    return figures
+
+
+PRODUCE = {"kafka-python": produce_kafka_python, "confluent-kafka": produce_confluent, "eventd": produce_eventd}
+CONSUME = {"kafka-python": consume_kafka_python, "confluent-kafka": consume_confluent, "eventd": consume_eventd}
+
+
 def child(args: argparse.Namespace) -> int:
     """The measured process: one operation with one client; prints its :class:`Figures` as JSON."""
     if args.child == "produce":
         data = pickle.loads(Path(args.data).read_bytes())
-        produce = produce_kafka_python if args.client == "kafka-python" else produce_confluent
-        figures = produce(args.topic, data)
+        figures = PRODUCE[args.client](args.topic, data)
     else:
-        consume = consume_kafka_python if args.client == "kafka-python" else consume_confluent
-        figures = consume(args.topic, args.group, args.count)
+        figures = CONSUME[args.client](args.topic, args.group, args.count)
     print(json.dumps(figures.__dict__), flush=True)
     return 0
 
 
 # ----------------------------------------------------------------------------------------- orchestration
-
-def ensure_venv() -> Path:
-    """The venv's python with confluent-kafka importable; creates/installs only when missing."""
-    python = VENV / "bin" / "python"
-    probe = [str(python), "-c", "import confluent_kafka"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    say(f"creating {VENV} with confluent-kafka (not a project dependency)")
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "confluent-kafka"], check=True)
-    subprocess.run(probe, check=True)
-    return python
-
 
 @contextlib.contextmanager
 def services_shared() -> Iterator[None]:
@@ -367,7 +403,7 @@ def measure(python: str, cpus: str, argv: list[str]) -> Figures:
 
 def one_run(run: int, stamp: str, pythons: dict[str, str], args: argparse.Namespace, data: Path,
             expected_bytes: int) -> dict[tuple[str, str], Figures]:
-    """Both clients' produce and consume once, on this run's own topics (order alternates per run)."""
+    """Each client's produce and consume once, on this run's own topics (order alternates per run)."""
     topics, out = Topics(), {}
     order = CLIENTS if run % 2 == 0 else CLIENTS[::-1]
     try:
@@ -398,13 +434,14 @@ def one_run(run: int, stamp: str, pythons: dict[str, str], args: argparse.Namesp
 
 
 def table(runs: list[dict[tuple[str, str], Figures]], count: int) -> str:
-    """The markdown table: medians over runs; ratio = confluent-kafka vs kafka-python."""
+    """The markdown table: medians over runs; ratios against kafka-python."""
     rows = ["| client | operation | messages | msgs/s | CPU µs/msg | ratio vs kafka-python: msgs/s ×, CPU × |",
             "|---|---|---:|---:|---:|---:|"]
     versions = {k: v for r in runs for f in r.values() for k, v in f.versions.items()}
     label = {"kafka-python": f"kafka-python {versions.get('kafka-python', '?')}",
              "confluent-kafka": f"confluent-kafka {versions.get('confluent-kafka', '?')} "
-                                f"(librdkafka {versions.get('librdkafka', '?')})"}
+                                f"(librdkafka {versions.get('librdkafka', '?')})",
+             "eventd": "eventd's wrappers on confluent-kafka"}
     for op in OPERATIONS:
         rate = {c: statistics.median([count / r[(c, op)].seconds for r in runs]) for c in CLIENTS}
         cpu = {c: statistics.median([r[(c, op)].cpu / count * 1e6 for r in runs]) for c in CLIENTS}
@@ -427,8 +464,8 @@ def report(runs: list[dict[tuple[str, str], Figures]], args: argparse.Namespace,
         f"each measurement a fresh process under `taskset -c {args.cpus}`.", "",
         table(runs, args.count), "",
         "Ratio: msgs/s of the row ÷ kafka-python's, then CPU µs/msg of the row ÷ kafka-python's. "
-        f"The consume clock includes the group join (median {joins['kafka-python']:.2f} s kafka-python, "
-        f"{joins['confluent-kafka']:.2f} s confluent-kafka, nearly no CPU). Per run: "
+        "The consume clock includes the group join (median "
+        + ", ".join(f"{joins[c]:.2f} s {c}" for c in CLIENTS) + ", nearly no CPU). Per run: "
         + "; ".join(f"{c} {op} " + "/".join(f"{r[(c, op)].cpu / args.count * 1e6:.1f}" for r in runs) + " µs"
                     for op in OPERATIONS for c in CLIENTS) + "."])
 
@@ -454,7 +491,7 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.child:
         return child(args)
-    pythons = {"kafka-python": sys.executable, "confluent-kafka": str(ensure_venv())}
+    pythons = {c: sys.executable for c in CLIENTS}
     with tempfile.TemporaryDirectory(prefix="bench-kc-") as tmp, services_shared():
         wait_for_kafka()
         data = Path(tmp) / "data.pickle"

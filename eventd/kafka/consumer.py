@@ -179,8 +179,11 @@ class Consumer:
 
     def positions(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset to read of each of ``tps`` that has one yet."""
-        return {TopicPartition(p.topic, p.partition): p.offset for p in self._c.position(_client_tps(tps))
-                if p.offset >= 0}
+        try:
+            found = self._c.position(_client_tps(tps))
+        except confluent_kafka.KafkaException as exc:
+            raise from_client(exc, "positions: ") from None
+        return {TopicPartition(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
 
     def offsets_for_times(self, tps: list[TopicPartition], t_ms: int) -> dict[TopicPartition, int | None]:
         """The first offset of each partition whose timestamp is at or after ``t_ms``; None if none."""
