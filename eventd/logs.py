@@ -24,6 +24,3 @@ def setup_logging(role: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # librdkafka logs every reconnect attempt; our own messages (and its rate-limited error
-    # callback, eventd.kafka.clients) say what matters.
-    logging.getLogger("eventd.kafka.librdkafka").setLevel(max(logging.ERROR, root.level))

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from eventd.config.common import KafkaConfig
 
 log = logging.getLogger("eventd.kafka.client")
-librdkafka_log = logging.getLogger("eventd.kafka.librdkafka")    # its own log lines, ERROR and up by default
+librdkafka_log = logging.getLogger("eventd.kafka.librdkafka")
 
 # A record the producer could not deliver within this time fails (its callback gets an error).
 DELIVERY_TIMEOUT = 120.0
@@ -27,7 +27,9 @@ ERROR_LOG_INTERVAL = 10.0     # librdkafka reports "all brokers down" several ti
 def _common(cfg: KafkaConfig, suffix: str) -> dict[str, Any]:
     return {"bootstrap.servers": ",".join(cfg.bootstrap_servers), "client.id": f"{cfg.client_id}-{suffix}",
             "socket.timeout.ms": int(cfg.request_timeout * 1000), "error_cb": _ErrorLog(suffix),
-            "logger": librdkafka_log}
+            # librdkafka logs each failed reconnect (every 50-100 ms while a broker is down); the
+            # error callback below reports the same, rate-limited. Its own log keeps CRIT and worse.
+            "logger": librdkafka_log, "log_level": 2}
 
 
 def producer_config(cfg: KafkaConfig, suffix: str) -> dict[str, Any]:

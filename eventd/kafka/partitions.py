@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from eventd.kafka.types import KafkaError
+
 
 CACHE_KEYS = 100_000        # per topic; cleared when full (keys like event ids never repeat)
 RECHECK_SECONDS = 30.0      # partitions added to a topic are noticed within this time
@@ -20,7 +22,8 @@ _Entry = tuple[list[int], dict[bytes, int], float]    # sorted partition ids, ke
 
 
 class Partitions:
-    """``partition(topic, key)``; ``lookup(topic)`` returns the topic's partition ids (may block)."""
+    """``partition(topic, key)``; ``lookup(topic)`` returns the topic's partition ids (may block).
+    A recheck that fails (Kafka down) keeps the partitions known; only a first lookup raises."""
 
     def __init__(self, lookup: Callable[[str], set[int] | None],
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -41,7 +44,12 @@ class Partitions:
         return p
 
     def _refresh(self, topic: str, old: _Entry | None) -> _Entry:
-        found = self._lookup(topic)
+        try:
+            found = self._lookup(topic)
+        except KafkaError:
+            if old is None:
+                raise
+            found = set(old[0])   # Kafka unreachable for now: keep the partitions known, look again later
         if not found:
             raise LookupError(f"topic {topic} has no partitions known to the producer")
         ids = sorted(found)

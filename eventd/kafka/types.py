@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import confluent_kafka
 
-__all__ = ["CommitFailedError", "KafkaError", "KafkaTimeoutError", "OffsetAndMetadata", "SendFuture",
-           "TopicAlreadyExistsError", "TopicPartition", "from_client", "retriable"]
+__all__ = ["CommitFailedError", "KafkaError", "KafkaTimeoutError", "OffsetAndMetadata", "RetriableKafkaError",
+           "SendFuture", "TopicAlreadyExistsError", "TopicPartition", "from_client", "retriable"]
 
 _E = confluent_kafka.KafkaError
 

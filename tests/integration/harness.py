@@ -166,20 +166,25 @@ def event_line(**fields: Any) -> bytes:
 
 
 def consume_all(topics: Iterable[str], expected: int, timeout: float = 60.0) -> list[Any]:
-    """Read ``topics`` from the beginning (no group) until ``expected`` messages or ``timeout``."""
-    from kafka import KafkaConsumer
+    """Read ``topics`` from the beginning (no group): wait for at least ``expected`` messages (up
+    to ``timeout``), then read on to the end the partitions have by then — duplicates included,
+    however many there are."""
+    from kafka import KafkaConsumer, TopicPartition as KTP
     consumer = KafkaConsumer(bootstrap_servers=KAFKA, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", consumer_timeout_ms=2000)
-    consumer.subscribe(list(topics))
+    tps = [KTP(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
     out: list[Any] = []
     end = time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < end:
             for records in consumer.poll(timeout_ms=500).values():
                 out.extend(records)
-        # A short extra read shows whether there is more than expected (duplicates).
-        for records in consumer.poll(timeout_ms=1000).values():
-            out.extend(records)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < end + 30:
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
     finally:
         consumer.close()
     return out

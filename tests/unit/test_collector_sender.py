@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
-from eventd.kafka.types import KafkaTimeoutError
+from eventd.kafka.types import KafkaTimeoutError, RetriableKafkaError
 from eventd.roles.collector.acks import AckTracker
 from eventd.kafka.partitions import Partitions
 from eventd.roles.collector.queue import DurableQueue
@@ -245,6 +245,21 @@ def test_partition_cache_notices_new_partitions() -> None:
     again = {k: parts.partition("t", k) for k in first}
     assert again == {k: (murmur2(k) & 0x7FFFFFFF) % 12 for k in first}
     assert first == {k: (murmur2(k) & 0x7FFFFFFF) % 3 for k in first}
+
+
+def test_partition_cache_keeps_its_partitions_while_kafka_is_unreachable() -> None:
+    now, down = [0.0], [False]
+
+    def lookup(topic: str) -> set[int]:
+        if down[0]:
+            raise RetriableKafkaError("metadata: _TRANSPORT")
+        return set(range(6))
+    parts = Partitions(lookup, clock=lambda: now[0])
+    before = parts.partition("t", b"campaign-7")
+    down[0], now[0] = True, 100.0                  # a recheck is due, and Kafka is down
+    assert parts.partition("t", b"campaign-7") == before
+    with pytest.raises(RetriableKafkaError):      # a topic never looked up cannot be guessed
+        parts.partition("other", b"campaign-7")
 
 
 def test_a_producer_that_never_answers_is_replaced_and_everything_resent(
