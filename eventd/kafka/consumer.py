@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_INVALID, OFFSET_STORED
 from eventd.config.common import KafkaConfig
 from eventd.errors import ServiceUnavailable
 from eventd.kafka.batch import Message
-from eventd.kafka.clients import consumer_config
+from eventd.kafka.clients import ErrorLog, consumer_config
 from eventd.kafka.types import OffsetAndMetadata, TopicPartition, from_client
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class Consumer:
         self._on_revoked: Revoked | None = None
         self._rebalances = 0
         self._all_paused = False
+        self._errors = ErrorLog("consumer")
 
     # -- group membership --------------------------------------------------------------
     def subscribe(self, topics: list[str], on_assigned: Assigned, on_revoked: Revoked) -> None:
@@ -116,12 +117,12 @@ class Consumer:
             msg = c.poll(0)
         return out
 
-    @staticmethod
-    def _poll_error(err: Any) -> None:
-        """An error event from poll: the consumer goes on by itself; log it (raise if fatal)."""
+    def _poll_error(self, err: Any) -> None:
+        """An error event from poll (a topic missing, a broker down): the consumer goes on by
+        itself; log it, rate-limited (raise if fatal)."""
         if err.fatal():
             raise from_client(err, "consumer: ")
-        log.warning("kafka consumer: %s: %s", err.name(), err.str())
+        self._errors(err)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._c.seek(confluent_kafka.TopicPartition(tp.topic, tp.partition, offset))

@@ -168,12 +168,11 @@ class ConsumerLoop(Generic[T]):
                 continue
             EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
             for msg in msgs:
-                self._handle(msg)
+                self._handle(tp, msg)
                 if revocations.get(tp, 0) != seen[tp]:
                     break
 
-    def _handle(self, msg: Message) -> None:
-        tp = msg.tp
+    def _handle(self, tp: TopicPartition, msg: Message) -> None:
         if msg.offset < self._warm_until.get(tp, -1):
             self.sink.warm(msg)
             return

@@ -187,7 +187,7 @@ class ScriptedProducer:
 def producer_with(fake: ScriptedProducer, cap: int) -> Producer:
     p = Producer.__new__(Producer)
     p._producer, p._cap, p._in_flight = fake, cap, 0  # type: ignore[assignment]
-    p._cond = threading.Condition()
+    p._cond = threading.Condition(threading.Lock())
     return p
 
 
@@ -217,3 +217,19 @@ def test_flush_with_messages_left_raises_a_timeout() -> None:
     p.send("t", b"x")
     with pytest.raises(KafkaTimeoutError, match="1 message"):
         p.flush(0.1)
+
+
+def test_client_errors_are_logged_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventd.kafka import clients
+    now = [1000.0]
+    monkeypatch.setattr(clients.time, "monotonic", lambda: now[0])
+    errors = clients.ErrorLog("collector-0")
+    down = CError(CError._ALL_BROKERS_DOWN, "1/1 brokers are down")
+    for _ in range(20):                      # an outage: many reports a second
+        errors(down)
+        now[0] += 0.05
+    now[0] += clients.ERROR_LOG_INTERVAL
+    errors(down)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[1].endswith("(19 more since)"), lines
