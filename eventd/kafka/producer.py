@@ -27,8 +27,7 @@ class Producer:
     """Thread-safe; ``send`` may block while too much is in flight, ``flush`` waits for every ack."""
 
     def __init__(self, cfg: KafkaConfig, name: str) -> None:
-        self._conf = producer_config(cfg, name)
-        self._producer = confluent_kafka.Producer(self._conf)
+        self._producer = confluent_kafka.Producer(producer_config(cfg, name))
         self._cap = cfg.producer.max_in_flight_bytes
         self._in_flight = 0
         self._cond = threading.Condition(threading.Lock())   # a plain lock: cheaper than the default RLock
