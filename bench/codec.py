@@ -33,6 +33,10 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.testenv import use_test_python  # noqa: E402
+
+use_test_python(REPO)
+
 from fastavro import schemaless_reader, schemaless_writer  # noqa: E402
 
 from bench import gen  # noqa: E402

@@ -40,6 +40,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.testenv import use_test_python  # noqa: E402
+
+use_test_python(REPO)
+
 TYPES = ("impression", "impression", "impression", "click", "bid", "conversion")
 
 

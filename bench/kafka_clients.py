@@ -47,6 +47,10 @@ from typing import Any, Iterator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.testenv import use_test_python  # noqa: E402
+
+use_test_python(REPO)
+
 from bench.common import replace_between  # noqa: E402
 
 BOOTSTRAP = "127.0.0.1:9092"
