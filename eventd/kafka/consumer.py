@@ -27,7 +27,7 @@ from eventd.config.common import KafkaConfig
 from eventd.errors import ServiceUnavailable
 from eventd.kafka.batch import Message
 from eventd.kafka.clients import ErrorLog, consumer_config
-from eventd.kafka.types import OffsetAndMetadata, TopicPartition, from_client
+from eventd.kafka.types import OffsetAndMetadata, TopicPartition, client_errors, from_client
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,8 @@ class Consumer:
         return {TopicPartition(p.topic, p.partition) for p in self._c.assignment()}
 
     def topics(self) -> set[str]:
-        try:
+        with client_errors("listing the topics: "):
             return set(self._c.list_topics(timeout=CALL_TIMEOUT).topics)
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, "listing the topics: ") from None
 
     # -- reading -----------------------------------------------------------------------
     def poll(self, timeout: float) -> Records:
@@ -138,10 +136,8 @@ class Consumer:
     # -- positions ---------------------------------------------------------------------
     def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """The group's committed offsets with their metadata; None where nothing was committed."""
-        try:
+        with client_errors("reading the committed offsets: "):
             found = self._c.committed(_client_tps(tps), timeout=CALL_TIMEOUT)
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, "reading the committed offsets: ") from None
         return {TopicPartition(p.topic, p.partition):
                 None if p.offset == OFFSET_INVALID else OffsetAndMetadata(p.offset, p.metadata) for p in found}
 
@@ -171,28 +167,22 @@ class Consumer:
 
     def watermarks(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int] | None:
         """(first offset, end offset) of ``tp``; with ``cached``, the last seen (None if none yet)."""
-        try:
+        with client_errors(f"offsets of {tp.topic}/{tp.partition}: "):
             low, high = self._c.get_watermark_offsets(confluent_kafka.TopicPartition(tp.topic, tp.partition),
                                                       timeout=CALL_TIMEOUT, cached=cached)
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, f"offsets of {tp.topic}/{tp.partition}: ") from None
         return None if high < 0 else (low, high)
 
     def positions(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset to read of each of ``tps`` that has one yet."""
-        try:
+        with client_errors("positions: "):
             found = self._c.position(_client_tps(tps))
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, "positions: ") from None
         return {TopicPartition(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
 
     def offsets_for_times(self, tps: list[TopicPartition], t_ms: int) -> dict[TopicPartition, int | None]:
         """The first offset of each partition whose timestamp is at or after ``t_ms``; None if none."""
         query = [confluent_kafka.TopicPartition(tp.topic, tp.partition, t_ms) for tp in tps]
-        try:
+        with client_errors("offsets by time: "):
             found = self._c.offsets_for_times(query, timeout=CALL_TIMEOUT)
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, "offsets by time: ") from None
         return {TopicPartition(p.topic, p.partition): p.offset if p.offset >= 0 else None for p in found}
 
     def close(self) -> None:

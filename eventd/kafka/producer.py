@@ -16,7 +16,7 @@ import confluent_kafka
 
 from eventd.config.common import KafkaConfig
 from eventd.kafka.clients import producer_config
-from eventd.kafka.types import KafkaError, KafkaTimeoutError, SendFuture, from_client
+from eventd.kafka.types import KafkaError, KafkaTimeoutError, SendFuture, client_errors, from_client
 
 Headers = list[tuple[str, bytes]]
 OnDone = Callable[[Exception | None], None]
@@ -87,10 +87,8 @@ class Producer:
 
     def partitions_for(self, topic: str) -> set[int] | None:
         """The topic's partition ids; None when the cluster does not know the topic."""
-        try:
+        with client_errors(f"metadata of {topic}: "):
             meta = self._producer.list_topics(topic, timeout=METADATA_TIMEOUT)
-        except confluent_kafka.KafkaException as exc:
-            raise from_client(exc, f"metadata of {topic}: ") from None
         t = meta.topics.get(topic)
         return set(t.partitions) if t is not None and t.error is None and t.partitions else None
 

@@ -11,7 +11,7 @@ from eventd.config import Config
 from eventd.config.common import KafkaConfig
 from eventd.event.schemas import GENERIC, SchemaStore
 from eventd.kafka.clients import AdminClient, new_admin
-from eventd.kafka.types import TopicAlreadyExistsError, from_client
+from eventd.kafka.types import TopicAlreadyExistsError, client_errors, from_client
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,8 @@ def existing_topics(kafka: KafkaConfig) -> set[str]:
 
 
 def _list(admin: AdminClient) -> set[str]:
-    try:
+    with client_errors("listing the topics: "):
         return set(admin.list_topics(timeout=METADATA_TIMEOUT).topics)
-    except confluent_kafka.KafkaException as exc:
-        raise from_client(exc, "listing the topics: ") from None
 
 
 def create_topics(kafka: KafkaConfig, wanted: dict[str, int]) -> list[str]:

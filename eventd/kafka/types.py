@@ -14,7 +14,7 @@ from typing import NamedTuple
 import confluent_kafka
 
 __all__ = ["CommitFailedError", "KafkaError", "KafkaTimeoutError", "OffsetAndMetadata", "RetriableKafkaError",
-           "SendFuture", "TopicAlreadyExistsError", "TopicPartition", "from_client", "retriable"]
+           "SendFuture", "TopicAlreadyExistsError", "TopicPartition", "client_errors", "from_client", "retriable"]
 
 _E = confluent_kafka.KafkaError
 
@@ -86,6 +86,25 @@ def from_client(exc: BaseException | _E, what: str = "") -> KafkaError:
     if (code in _UNAVAILABLE or err.retriable()) and not err.fatal():
         return RetriableKafkaError(text, code, name)
     return KafkaError(text, code, name)
+
+
+class client_errors:
+    """``with client_errors("listing the topics: "):`` — a confluent-kafka ``KafkaException``
+    raised inside leaves as eventd's error (``from_client``), its text prefixed with ``what``;
+    anything else passes through unchanged."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, confluent_kafka.KafkaException):
+            raise from_client(exc, self.what) from None
+        return False
 
 
 def retriable(exc: BaseException) -> bool:

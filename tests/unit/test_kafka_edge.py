@@ -16,7 +16,7 @@ from eventd.kafka.consumer import Consumer, ConsumerStuck
 from eventd.kafka.partitions import murmur2
 from eventd.kafka.producer import Producer
 from eventd.kafka.types import (CommitFailedError, KafkaError, KafkaTimeoutError, OffsetAndMetadata,
-                                TopicAlreadyExistsError, TopicPartition, from_client, retriable)
+                                TopicAlreadyExistsError, TopicPartition, client_errors, from_client, retriable)
 
 TP0, TP1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -44,6 +44,16 @@ def test_client_errors_are_classed_by_code(code: int, kind: type, is_retriable: 
 
 def test_a_fatal_error_is_never_retriable() -> None:
     assert not retriable(from_client(client_error(CError._TRANSPORT, fatal=True)))
+
+
+def test_client_errors_converts_the_clients_exception_and_passes_others_through() -> None:
+    with pytest.raises(KafkaTimeoutError, match="^listing: ") as caught:
+        with client_errors("listing: "):
+            raise client_error(CError._TIMED_OUT)
+    assert caught.value.__suppress_context__
+    with pytest.raises(ValueError, match="not the client's"):
+        with client_errors("listing: "):
+            raise ValueError("not the client's")
 
 
 def test_murmur2_matches_the_java_client_vectors() -> None:
