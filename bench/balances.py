@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from bench import gen, stack
-from bench.common import Ctx, Result, Watch, repeat, say, wait_until
+from bench.common import Ctx, Progress, Result, Watch, repeat, say, wait_until
 from bench.stack import EventdEnv
 
 PARTITIONS = 6
@@ -116,7 +116,8 @@ def _aggregator(ctx: Ctx, st: Setup, run: int, profile_out=None) -> Result:  # t
     watch = Watch({"aggregator": proc.pid, "mariadbd": stack.service_pid("mariadb") or 0},
                   rss_of=["aggregator"]).start()
     try:
-        t1 = wait_until(lambda: not proc.alive() or _offsets_covered(db, path) >= st.totals.events, 900,
+        progress = Progress(lambda: _offsets_covered(db, path))
+        t1 = wait_until(lambda: not proc.alive() or progress.at_least(st.totals.events), 900,
                         "aggregator: every offset applied", interval=0.2)
         if not proc.alive():
             raise RuntimeError(f"aggregator exited {proc.proc.returncode}:\n{proc.tail()}")
@@ -126,7 +127,7 @@ def _aggregator(ctx: Ctx, st: Setup, run: int, profile_out=None) -> Result:  # t
     ok = _check(db, path, st)
     _drop(db)
     return Result("balances", "eventd balance-aggregator", "eventd", events=st.totals.events, seconds=t1 - t0,
-                  cpu=cpu, rss=rss, note=("exact; " if ok else "TOTALS DIFFER; ")
+                  cpu=cpu, rss=rss, steady=progress.steady_rate(), note=("exact; " if ok else "TOTALS DIFFER; ")
                   + "window 1 s; clock includes process start and group join")
 
 

@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 
 from bench import gen, stack
-from bench.common import Ctx, Result, Watch, repeat, say, wait_until
+from bench.common import Ctx, Progress, Result, Watch, repeat, say, wait_until
 from bench.stack import EventdEnv
 
 PARTITIONS = 6
@@ -117,7 +117,8 @@ def _loader(ctx: Ctx, st: Setup, run: int, profile_out=None) -> Result:  # type:
     proc = stack.Proc(argv, ctx.work / f"loader{run}.log", ctx.agent_cpus)
     watch = Watch({"loader": proc.pid, "clickhouse-server": ch or 0}, rss_of=["loader"]).start()
     try:
-        t1 = wait_until(lambda: not proc.alive() or _count(client, db) >= st.totals.events, 900,
+        progress = Progress(lambda: _count(client, db))
+        t1 = wait_until(lambda: not proc.alive() or progress.at_least(st.totals.events), 900,
                         "loader: every row in events", interval=0.2)
         if not proc.alive():
             raise RuntimeError(f"loader exited {proc.proc.returncode}:\n{proc.tail()}")
@@ -127,7 +128,7 @@ def _loader(ctx: Ctx, st: Setup, run: int, profile_out=None) -> Result:  # type:
     ok = _sums(client, db) == (st.totals.cost_total, st.totals.revenue_total) * 2
     client.execute(f"DROP DATABASE IF EXISTS {db}")
     return Result("clickhouse", "eventd clickhouse-loader", "eventd", events=st.totals.events, seconds=t1 - t0,
-                  bytes=st.avro_bytes, cpu=cpu, rss=rss,
+                  bytes=st.avro_bytes, cpu=cpu, rss=rss, steady=progress.steady_rate(),
                   note=("Avro in; " if ok else "MONEY SUMS DIFFER; ") + "clock includes process start and group join")
 
 

@@ -137,6 +137,32 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
+class Progress:
+    """Samples how many events a sink holds, to measure a consumer role's rate after its first
+    output: the whole clock of a short run is mostly process start, group join and the first
+    batch, which the per-process throughput the issues ask about leaves out."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+        self.first: tuple[float, int] | None = None     # (time, count) when something was first out
+        self.last: tuple[float, int] | None = None
+
+    def at_least(self, total: int) -> bool:
+        """Sample now; whether ``total`` events are out."""
+        n, now = self._count(), time.monotonic()
+        if n > 0 and self.first is None:
+            self.first = (now, n)
+        self.last = (now, n)
+        return n >= total
+
+    def steady_rate(self) -> float:
+        """Events per second from the first sample with output to the last; NaN if it all came
+        out at once (a run too short for the sink's batch size)."""
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return float("nan")
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+
 # -------------------------------------------------------------------------------------------------- results
 
 @dataclass
@@ -152,6 +178,7 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)     # measured process → CPU seconds
     rss: dict[str, int] = field(default_factory=dict)       # measured process → peak RSS bytes
     latency_ms: dict[str, float] = field(default_factory=dict)  # "p50", "p99", …
+    steady: float = float("nan")  # events/s after the first output (consumer roles, see Progress)
     note: str = ""
     runs: int = 1
     error: str = ""            # set when this system could not be measured (and why)
@@ -187,7 +214,7 @@ def merge_runs(runs: list[Result]) -> Result:
                   cpu={k: median(r.cpu.get(k, float("nan")) for r in ok) for k in first.cpu},
                   rss={k: int(median(r.rss.get(k, 0) for r in ok)) for k in first.rss},
                   latency_ms={k: median(r.latency_ms.get(k, float("nan")) for r in ok) for k in first.latency_ms},
-                  note=mid.note, runs=len(ok))
+                  steady=median(r.steady for r in ok), note=mid.note, runs=len(ok))
 
 
 def repeat(runs: int, measure: Callable[[int], list[Result]]) -> list[Result]:
@@ -247,17 +274,17 @@ class Report:
                 f"Python {platform.python_version()}; load average at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}")
 
     def markdown(self) -> str:
-        head = ("| benchmark | system | events | events/s | MB/s | CPU µs/event | peak RSS MiB | latency p50 / p99 ms "
-                "| runs | note |\n|---|---|---:|---:|---:|---:|---:|---|---:|---|")
+        head = ("| benchmark | system | events | events/s | events/s after first output | MB/s | CPU µs/event "
+                "| peak RSS MiB | latency p50 / p99 ms | runs | note |\n|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
         rows = []
         for r in self.results:
             if r.error:
-                rows.append(f"| {r.bench} | {r.system} | | | | | | | | not measured: {' '.join(r.error.split())} |")
+                rows.append(f"| {r.bench} | {r.system} | | | | | | | | | not measured: {' '.join(r.error.split())} |")
                 continue
             lat = (f"{_fmt(r.latency_ms.get('p50', float('nan')), 2)} / {_fmt(r.latency_ms.get('p99', float('nan')), 2)}"
                    if r.latency_ms else "")
             rss = "+".join(_fmt(v / 2**20) for v in r.rss.values()) if r.rss else ""
-            rows.append(f"| {r.bench} | {r.system} | {r.events:,} | {_fmt(r.rate)} | {_fmt(r.mb_s, 1)} | "
+            rows.append(f"| {r.bench} | {r.system} | {r.events:,} | {_fmt(r.rate)} | {_fmt(r.steady)} | {_fmt(r.mb_s, 1)} | "
                         f"{_fmt(r.cpu_us_per_event, 1)} | {rss} | {lat} | {r.runs} | {r.note} |")
         ratio_rows = [f"| {b} | {e} | {p} | {'p99 latency' if b.startswith('latency') else 'events/s'} | "
                       f"**{_fmt(x, 2)}** |" for b, e, p, x in self.ratios()]

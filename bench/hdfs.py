@@ -18,7 +18,7 @@ import time
 import urllib.request
 
 from bench import gen, stack
-from bench.common import Ctx, Result, Watch, repeat, run_measured, say, wait_until
+from bench.common import Ctx, Progress, Result, Watch, repeat, run_measured, say, wait_until
 from bench.stack import EventdEnv
 
 PARTITIONS = 6
@@ -67,7 +67,8 @@ def _uploader(ctx: Ctx, st: Setup, run: int, profile_out=None) -> tuple[Result, 
     proc = stack.Proc(argv, ctx.work / f"uploader{run}.log", ctx.agent_cpus)
     watch = Watch({"uploader": proc.pid}, rss_of=["uploader"]).start()
     try:
-        t1 = wait_until(lambda: not proc.alive() or stack.group_committed(group, st.topics) >= st.totals.events,
+        progress = Progress(lambda: stack.group_committed(group, st.topics))
+        t1 = wait_until(lambda: not proc.alive() or progress.at_least(st.totals.events),
                         900, "uploader: every offset committed", interval=0.25)
         if not proc.alive():
             raise RuntimeError(f"uploader exited {proc.proc.returncode}:\n{proc.tail()}")
@@ -76,7 +77,7 @@ def _uploader(ctx: Ctx, st: Setup, run: int, profile_out=None) -> tuple[Result, 
         proc.stop()
     size = _hdfs_bytes(base)
     return Result("hdfs", "eventd hdfs-uploader", "eventd", events=st.totals.events, seconds=t1 - t0, bytes=size,
-                  cpu=cpu, rss=rss, note="Avro deflate files via WebHDFS; clock includes start, group join, "
+                  cpu=cpu, rss=rss, steady=progress.steady_rate(), note="Avro deflate files via WebHDFS; clock includes start, group join, "
                                          "2 s roll age"), size
 
 
