@@ -9,7 +9,7 @@ False even for a broker that is simply down, so the classification below is even
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import confluent_kafka
 
@@ -101,7 +101,7 @@ class client_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if isinstance(exc, confluent_kafka.KafkaException):
             raise from_client(exc, self.what) from None
         return False
