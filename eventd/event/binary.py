@@ -18,6 +18,10 @@ Contracts:
 - ``compile_reader(raw)(data, pos)`` decodes the record starting at ``pos`` of ``data`` (bytes)
   and returns ``(record, end)``. Truncated or malformed input raises ``ValueError`` or
   ``IndexError`` (the caller turns them into a ``DecodeError`` naming the message).
+- ``compile_reader(raw, keep)`` returns only the fields named in ``keep``, decoded exactly as
+  above; the others are stepped over, not decoded: their lengths, union indexes and booleans are
+  checked and ``end`` is the same, but a string's bytes are not checked to be UTF-8 (a role that
+  needs a few fields of every record need not build the rest).
 - Field order and names come from the schema; a field missing from the record is written as its
   schema default, and a missing field without a default raises ``KeyError``.
 """
@@ -149,7 +153,8 @@ def _inline_put(kind: str, value: str, i: int) -> str:
 
 def _build(src: str, raw: dict[str, Any], name: str) -> Any:
     namespace: dict[str, Any] = {f"put_{k}": f for k, f in _PUT.items()} | {f"get_{k}": f for k, f in _GET.items()}
-    namespace |= {"put_string_map": put_string_map, "get_string_map": get_string_map, "SMALL": _SMALL}
+    namespace |= {"put_string_map": put_string_map, "get_string_map": get_string_map,
+                  "skip_string_map": skip_string_map, "SMALL": _SMALL}
     exec(compile(src, f"<avro {name} of {raw.get('name')}>", "exec"), namespace)
     return namespace[name]
 
@@ -220,29 +225,63 @@ _GET = {"string": get_string, "long": get_long, "int": get_int, "double": get_do
         "boolean": get_boolean}
 
 
-def compile_reader(raw: dict[str, Any]) -> Reader:
-    """The decoder of records of schema ``raw``."""
-    body, names = [], []
+def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> Reader:
+    """The decoder of records of schema ``raw``: every field, or only those in ``keep``."""
+    body, names = [], {}
     for i, (name, kind, null_index) in enumerate(_fields(raw)):
-        names.append(name)
+        wanted = keep is None or name in keep
+        if wanted:
+            names[name] = i
+        step = _inline_get(kind, f"f{i}", "") if wanted else _inline_skip(kind)
         if null_index is None:
-            body += _inline_get(kind, f"f{i}", "    ")
+            body += ["    " + line for line in step]
         else:
             body += ["    u = d[p]",
                      f"    if u == {2 * (1 - null_index)}:",
                      "        p += 1",
-                     *_inline_get(kind, f"f{i}", "        "),
+                     *("        " + line for line in step),
                      f"    elif u == {2 * null_index}:",
-                     f"        f{i} = None",
+                     *([f"        f{i} = None"] if wanted else []),
                      "        p += 1",
                      "    else:",
                      f"        raise ValueError(f'union index {{u}} of field {name}')"]
-    record = ", ".join(f"{n!r}: f{i}" for i, n in enumerate(names))
+    record = ", ".join(f"{n!r}: f{i}" for n, i in names.items())
     src = "\n".join(["def read(d, p):", *body,
                      "    if p > len(d):",
                      "        raise ValueError(f'the record ends {p - len(d)} bytes after the data')",
                      f"    return {{{record}}}, p"])
     return _build(src, raw, "read")
+
+
+def _inline_skip(kind: str) -> list[str]:
+    """Statements stepping ``p`` over one value without decoding it (see ``compile_reader``)."""
+    if kind in ("long", "int"):
+        return ["while d[p] > 127:", "    p += 1", "p += 1"]
+    if kind == "string":
+        return ["b = d[p]", "if b < 128 and not b & 1:", "    p += 1 + (b >> 1)", "else:",
+                "    size, p = get_long(d, p)", "    if size < 0:",
+                "        raise ValueError(f'a string of {size} bytes')", "    p += size"]
+    if kind in ("double", "float"):
+        return [f"p += {8 if kind == 'double' else 4}"]
+    if kind == "boolean":
+        return ["_, p = get_boolean(d, p)"]
+    return ["p = skip_string_map(d, p)"]
+
+
+def skip_string_map(data: bytes, pos: int) -> int:
+    """The position after the Avro map of strings at ``pos``, its entries stepped over."""
+    while True:
+        count, pos = get_long(data, pos)
+        if count == 0:
+            return pos
+        if count < 0:
+            count = -count
+            _, pos = get_long(data, pos)
+        for _ in range(2 * count):
+            size, pos = get_long(data, pos)
+            if size < 0:
+                raise ValueError(f"a string of {size} bytes")
+            pos += size
 
 
 def _inline_get(kind: str, target: str, indent: str) -> list[str]:

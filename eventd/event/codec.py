@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 from eventd.errors import DecodeError
+from eventd.event.binary import Reader
 from eventd.event.schemas import SchemaEntry, SchemaStore
 
 MAGIC = b"\xc3\x01"
@@ -46,11 +47,12 @@ class Decoder:
         return entry, decode_body(entry, bytes(data), HEADER_SIZE)
 
 
-def decode_body(entry: SchemaEntry, data: bytes, start: int = 0) -> dict[str, Any]:
+def decode_body(entry: SchemaEntry, data: bytes, start: int = 0, read: Reader | None = None) -> dict[str, Any]:
     """The record of schema ``entry`` that fills ``data[start:]`` exactly; :class:`DecodeError`
-    when it is truncated, malformed or followed by more bytes."""
+    when it is truncated, malformed or followed by more bytes. ``read``: a reader of ``entry``'s
+    schema that keeps only some fields (``binary.compile_reader``); by default all of them."""
     try:
-        record, end = entry.read(data, start)
+        record, end = (read or entry.read)(data, start)
     except (ValueError, IndexError, struct.error) as exc:   # UnicodeDecodeError is a ValueError
         raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: {type(exc).__name__}: {exc}") from None
     if end != len(data):

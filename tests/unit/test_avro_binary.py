@@ -65,6 +65,34 @@ def test_same_bytes_as_fastavro_and_both_ways_round_trip(raw: dict[str, Any]) ->
         assert read(ours, 0) == (schemaless_reader(io.BytesIO(ours), parsed, None), len(ours))
 
 
+@pytest.mark.parametrize("raw", [ALL_TYPES] + [json.loads(p.read_text()) for p in SCHEMAS],
+                         ids=["all-types"] + [p.stem for p in SCHEMAS])
+def test_a_reader_of_some_fields_gives_exactly_those_and_ends_where_the_full_one_does(raw: dict[str, Any]) -> None:
+    names = [f["name"] for f in raw["fields"]]
+    write, full = compile_writer(raw), compile_reader(raw)
+    for keep in (frozenset(), frozenset(names[::2]), frozenset(names[1::3]), frozenset(names)):
+        some = compile_reader(raw, keep)
+        for record in records(raw, 200, seed=len(keep)):
+            body = write(record)
+            got, end = full(body, 0)
+            assert some(body, 0) == ({k: v for k, v in got.items() if k in keep}, end)
+
+
+def test_a_reader_of_some_fields_refuses_every_truncation_and_bad_union_index() -> None:
+    write, some = compile_writer(ALL_TYPES), compile_reader(ALL_TYPES, frozenset({"l"}))
+    for record in records(ALL_TYPES, 20, seed=5):
+        body = write(record)
+        for cut in range(len(body)):
+            with pytest.raises((ValueError, IndexError)):
+                some(body[:cut], 0)
+    raw = {"type": "record", "name": "R", "fields": [{"name": "x", "type": ["null", "string"]},
+                                                     {"name": "y", "type": "long"}]}
+    with pytest.raises(ValueError, match="union index 4 of field x"):
+        compile_reader(raw, frozenset({"y"}))(b"\x04\x02", 0)
+    with pytest.raises(ValueError, match="-1 bytes"):
+        compile_reader(raw, frozenset({"y"}))(b"\x02\x01\x02", 0)
+
+
 def test_the_official_avro_package_reads_what_we_write() -> None:
     schema = avro.schema.parse(json.dumps(ALL_TYPES))
     write = compile_writer(ALL_TYPES)
