@@ -52,6 +52,7 @@ class _Plan:
 
     steps: tuple[tuple[bool, str, Convert], ...]   # per configured column: (from the extra map, field, convert)
     unmapped: tuple[tuple[str, bool], ...]          # payload fields without a column: (field, is money)
+    values: Callable[[dict[str, Any], dict[str, str]], tuple[Any, ...]]   # (record, extra) -> the steps' values
 
 
 class RowMapper:
@@ -83,7 +84,7 @@ class RowMapper:
         """The row for ``record`` (written with ``entry``) read from ``msg``."""
         plan = self._plans.get(entry.fingerprint) or self._plan(entry)
         extra: dict[str, str] = record.get("extra") or {}
-        values = [convert((extra if in_extra else record).get(field)) for in_extra, field, convert in plan.steps]
+        values = plan.values(record, extra)
         keys, texts = _extras(record, extra, plan, self._mapped_fields)
         return (record["id"], record["type"], _seconds(record["time"]), record["time"], record["received"],
                 record["host"], record["input"], record["schema_version"], *values, keys, texts,
@@ -91,11 +92,33 @@ class RowMapper:
 
     def _plan(self, entry: SchemaEntry) -> _Plan:
         payload = {f.name: f for f in entry.payload}
-        plan = _Plan(steps=tuple((c.field not in payload, c.field, _converter(c, payload.get(c.field)))
-                                 for c in self.columns),
-                     unmapped=tuple((f.name, f.money) for f in entry.payload if f.name not in self._mapped_fields))
+        steps = tuple((c.field not in payload, c.field, _converter(c, payload.get(c.field))) for c in self.columns)
+        plan = _Plan(steps=steps,
+                     unmapped=tuple((f.name, f.money) for f in entry.payload if f.name not in self._mapped_fields),
+                     values=_compile_values(steps))
         self._plans[entry.fingerprint] = plan
         return plan
+
+
+def _compile_values(steps: tuple[tuple[bool, str, Convert], ...]) -> Callable[..., tuple[Any, ...]]:
+    """One generated function computing every step's value: ``(convert(source.get(field)), …)``,
+    where the two commonest conversions (a string or an integer that fits its column, absent
+    values as "" or 0) are written inline instead of called — 31 calls per row cost more than the
+    work they do. The same values as applying the steps one by one."""
+    namespace: dict[str, Any] = {}
+    parts = []
+    for i, (in_extra, field, convert) in enumerate(steps):
+        value = f"{'x' if in_extra else 'r'}.get({field!r})"
+        if convert is _string_or_empty:
+            parts.append(f"('' if (v{i} := {value}) is None else v{i})")
+        elif convert is _int_or_zero:
+            parts.append(f"(0 if (v{i} := {value}) is None else v{i})")
+        else:
+            namespace[f"c{i}"] = convert
+            parts.append(f"c{i}({value})")
+    source = "def values(r, x):\n    return (" + "".join(f"\n        {p}," for p in parts) + "\n    )"
+    exec(compile(source, "<clickhouse row values>", "exec"), namespace)
+    return namespace["values"]
 
 
 def _seconds(ms: int) -> int:
@@ -142,11 +165,15 @@ def _string_or_empty(value: str | None) -> str:
     return "" if value is None else value
 
 
+def _int_or_zero(value: int | None) -> int:
+    return 0 if value is None else value
+
+
 def _avro_integer(c: ColumnMapping, avro_range: tuple[int, int]) -> Convert:
     """An Avro int/long (money fields already in micro-units): only a narrower column needs a check."""
     lo, hi = _INT_RANGE[c.type]
     if lo <= avro_range[0] and avro_range[1] <= hi:
-        return lambda value: 0 if value is None else value
+        return _int_or_zero
 
     def convert(value: int | None) -> int:
         if value is None:
