@@ -114,7 +114,7 @@ class _Report(SendFuture):
     __slots__ = ("producer", "size", "on_done")
 
     def __init__(self, producer: Producer, size: int, on_done: OnDone | None) -> None:
-        self.is_done, self.exception = False, None
+        super().__init__()
         self.producer, self.size, self.on_done = producer, size, on_done
 
     def __call__(self, err: Any, _msg: Any) -> None:
