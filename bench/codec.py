@@ -4,9 +4,11 @@
 What each role does to every event besides talking to Kafka and its sink, measured in one process
 on ``bench/gen.py``'s events (impressions, clicks, conversions; ~400-byte JSON lines):
 
-- **parse**: JSON line → validated envelope and payload (``EventParser.parse``);
-- **encode** / **decode**: the Avro body, eventd's compiled writer/reader (``eventd/event/binary.py``)
-  side by side with fastavro's ``schemaless_writer``/``schemaless_reader`` on the same records;
+- **parse + encode**: JSON line → validated, wrapped and encoded as Avro single-object, in one
+  step (``EventParser.parse``, ``eventd/event/from_json.py``): what the collector and replay do;
+- **encode** / **decode**: an Avro body from/to a record dict, eventd's compiled writer/reader
+  (``eventd/event/binary.py``) side by side with fastavro's ``schemaless_writer``/``schemaless_reader``
+  on the same records (the consumer roles decode; the HDFS uploader re-encodes old schema versions);
 - **intake**: the collector's whole per-line path, parse + encode + append to a durable queue in a
   temporary directory, in batches of 100 lines (as a TCP or HTTP input hands them over);
 - **clickhouse row**: decode + the loader's row mapping; **balance charge**: the aggregator's decode
@@ -42,7 +44,7 @@ from fastavro import schemaless_reader, schemaless_writer  # noqa: E402
 from bench import gen  # noqa: E402
 from bench.common import replace_between  # noqa: E402
 from eventd.config import load_config  # noqa: E402
-from eventd.event.codec import Decoder, encode  # noqa: E402
+from eventd.event.codec import Decoder  # noqa: E402
 from eventd.event.envelope import EventParser  # noqa: E402
 from eventd.event.schemas import SchemaStore  # noqa: E402
 from eventd.kafka.batch import Message  # noqa: E402
@@ -71,7 +73,7 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
     lines, _ = gen.lines(count)
     events = [parser.parse(line, "tcp", 1_767_225_600_000, lambda: "unused") for line in lines]
     bodies = [e.schema.write(e.record) for e in events]
-    messages = [Message(e.topic, 0, i, e.key, encode(e.schema, e.record), 0) for i, e in enumerate(events)]
+    messages = [Message(e.topic, 0, i, e.key, e.value, 0) for i, e in enumerate(events)]
     decoder, mapper = Decoder(store), RowMapper.build(cfg.clickhouse_loader.columns, store, cfg.events)
     charges = ChargeReader(store, DayOf("UTC"))
 
@@ -115,7 +117,7 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
                 intake.ingest(lines[i:i + 100], "tcp")
 
         figures = [(what, impl, best_us(run, count, repeat)) for what, impl, run in (
-            ("parse", "eventd", parse),
+            ("parse + encode: JSON line → Avro message", "eventd", parse),
             ("encode", "eventd (compiled)", write),
             ("encode", "fastavro 1.13.1", fastavro_write),
             ("decode", "eventd (compiled)", read),

@@ -105,7 +105,6 @@ def lines(n: int, seed: int = 1, tag: str = "b") -> tuple[list[bytes], Totals]:
 def avro_messages(data: list[bytes], config_path: str) -> list[tuple[str, bytes, bytes]]:
     """(topic, key, value) of each line exactly as eventd's collector would send it."""
     from eventd.config import load_config
-    from eventd.event.codec import encode
     from eventd.event.envelope import EventParser
     from eventd.event.schemas import SchemaStore
     cfg = load_config(config_path)
@@ -114,7 +113,7 @@ def avro_messages(data: list[bytes], config_path: str) -> list[tuple[str, bytes,
     out = []
     for i, line in enumerate(data):
         ev = parser.parse(line, "bench", 1_767_225_600_000 + i, lambda: "unused")
-        out.append((ev.topic, ev.key, encode(ev.schema, ev.record)))
+        out.append((ev.topic, ev.key, ev.value))
     return out
 
 

@@ -34,13 +34,14 @@ from typing import Any, Callable
 Writer = Callable[[dict[str, Any]], bytes]
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
+MAGIC = b"\xc3\x01"      # Avro single-object encoding: this, the 8-byte schema fingerprint, the body
 SCALARS = ("string", "long", "int", "double", "float", "boolean")
 _DOUBLE, _FLOAT = struct.Struct("<d"), struct.Struct("<f")
 # Varints of the zig-zagged values 0..16383 (ints from -8192 to 8191: ids, counts, small money)
 # are looked up instead of computed.
-_SMALL = tuple(bytes([z]) if z < 0x80 else bytes([(z & 0x7F) | 0x80, z >> 7]) for z in range(1 << 14))
+SMALL = tuple(bytes([z]) if z < 0x80 else bytes([(z & 0x7F) | 0x80, z >> 7]) for z in range(1 << 14))
 # The same 14 bits when more follow: both bytes carry the continuation bit.
-_FULL = tuple(bytes([(z & 0x7F) | 0x80, (z >> 7) | 0x80]) for z in range(1 << 14))
+FULL = tuple(bytes([(z & 0x7F) | 0x80, (z >> 7) | 0x80]) for z in range(1 << 14))
 
 
 class UnsupportedSchema(ValueError):
@@ -52,12 +53,12 @@ class UnsupportedSchema(ValueError):
 def varint(z: int) -> bytes:
     """The Avro varint of a non-negative (already zig-zagged) integer: 14 bits per table lookup."""
     if z < 16384:
-        return _SMALL[z]
+        return SMALL[z]
     parts = []
     while z >= 16384:
-        parts.append(_FULL[z & 0x3FFF])
+        parts.append(FULL[z & 0x3FFF])
         z >>= 14
-    parts.append(_SMALL[z])
+    parts.append(SMALL[z])
     return b"".join(parts)
 
 
@@ -74,7 +75,7 @@ def put_int(n: int) -> bytes:
 def _put_signed(n: int, sign_shift: int, name: str) -> bytes:
     z = (n << 1) ^ (n >> sign_shift)          # zig-zag: 0, -1, 1, -2 … → 0, 1, 2, 3 …
     if 0 <= z < 16384:
-        return _SMALL[z]
+        return SMALL[z]
     if not 0 <= z < 1 << (sign_shift + 1):
         raise OverflowError(f"{n} is out of range for an Avro {name}")
     return varint(z)
@@ -85,7 +86,7 @@ def put_string(s: str) -> bytes:
     if type(s) is not str:
         raise TypeError(f"expected a string, got {type(s).__name__}")
     b = s.encode()
-    return _SMALL[len(b) << 1] + b if len(b) < 8192 else varint(len(b) << 1) + b
+    return SMALL[len(b) << 1] + b if len(b) < 8192 else varint(len(b) << 1) + b
 
 
 def put_double(v: float) -> bytes:
@@ -114,7 +115,7 @@ def put_string_map(m: dict[str, str]) -> bytes:
     return b"".join(parts)
 
 
-_PUT = {"string": put_string, "long": put_long, "int": put_int, "double": put_double, "float": put_float,
+PUT = {"string": put_string, "long": put_long, "int": put_int, "double": put_double, "float": put_float,
         "boolean": put_boolean}
 
 
@@ -122,7 +123,7 @@ def compile_writer(raw: dict[str, Any]) -> Writer:
     """The encoder of records of schema ``raw`` (the JSON of a ``.avsc`` file)."""
     head, parts = [], []
     defaults = {f["name"]: f["default"] for f in raw["fields"] if "default" in f}
-    for i, (name, kind, null_index) in enumerate(_fields(raw)):
+    for i, (name, kind, null_index) in enumerate(fields_of(raw)):
         value = f"r.get({name!r}, {defaults[name]!r})" if name in defaults else f"r[{name!r}]"
         if kind == "map":
             parts.append(f"put_string_map({value})")
@@ -130,7 +131,7 @@ def compile_writer(raw: dict[str, Any]) -> Writer:
             parts.append(_inline_put(kind, value, i))
         else:
             # The union's index byte for null and for a value, bound once per schema.
-            head.append(f"n{i}, s{i} = {_union_tags(null_index)!r}")
+            head.append(f"n{i}, s{i} = {union_tags(null_index)!r}")
             parts.append(f"(n{i} if (u{i} := {value}) is None else s{i} + {_inline_put(kind, f'u{i}', i)})")
     src = "\n".join([*head, "def write(r):", "    try:", "        return b''.join((",
                      *(f"            {p}," for p in parts), "        ))",
@@ -152,14 +153,15 @@ def _inline_put(kind: str, value: str, i: int) -> str:
 
 
 def _build(src: str, raw: dict[str, Any], name: str) -> Any:
-    namespace: dict[str, Any] = {f"put_{k}": f for k, f in _PUT.items()} | {f"get_{k}": f for k, f in _GET.items()}
+    namespace: dict[str, Any] = {f"put_{k}": f for k, f in PUT.items()} | {f"get_{k}": f for k, f in _GET.items()}
     namespace |= {"put_string_map": put_string_map, "get_string_map": get_string_map,
-                  "skip_string_map": skip_string_map, "SMALL": _SMALL}
+                  "skip_string_map": skip_string_map, "SMALL": SMALL}
     exec(compile(src, f"<avro {name} of {raw.get('name')}>", "exec"), namespace)
     return namespace[name]
 
 
-def _union_tags(null_index: int) -> tuple[bytes, bytes]:
+def union_tags(null_index: int) -> tuple[bytes, bytes]:
+    """The union index bytes of (null, the value) for a union whose null branch is ``null_index``."""
     return (b"\x00", b"\x02") if null_index == 0 else (b"\x02", b"\x00")
 
 
@@ -228,7 +230,7 @@ _GET = {"string": get_string, "long": get_long, "int": get_int, "double": get_do
 def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> Reader:
     """The decoder of records of schema ``raw``: every field, or only those in ``keep``."""
     body, names = [], {}
-    for i, (name, kind, null_index) in enumerate(_fields(raw)):
+    for i, (name, kind, null_index) in enumerate(fields_of(raw)):
         wanted = keep is None or name in keep
         if wanted:
             names[name] = i
@@ -306,7 +308,7 @@ def _inline_get(kind: str, target: str, indent: str) -> list[str]:
 
 # ---------------------------------------------------------------- the schema subset
 
-def _fields(raw: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+def fields_of(raw: dict[str, Any]) -> list[tuple[str, str, int | None]]:
     """(name, scalar type or "map", index of the null branch or None) per field, in order."""
     if raw.get("type") != "record" or not isinstance(raw.get("fields"), list):
         raise UnsupportedSchema("expected a record schema")

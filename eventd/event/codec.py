@@ -13,10 +13,9 @@ import struct
 from typing import Any
 
 from eventd.errors import DecodeError
-from eventd.event.binary import Reader
+from eventd.event.binary import MAGIC, Reader
 from eventd.event.schemas import SchemaEntry, SchemaStore
 
-MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
 
 

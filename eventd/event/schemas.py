@@ -18,7 +18,8 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from eventd.errors import EventdError
-from eventd.event.binary import Reader, UnsupportedSchema, Writer, compile_reader, compile_writer
+from eventd.event.binary import MAGIC, Reader, UnsupportedSchema, Writer, compile_reader, compile_writer
+from eventd.event.from_json import FieldSpec, FromJson, compile_from_json
 
 GENERIC = "_generic"
 ENVELOPE: tuple[tuple[str, str], ...] = (
@@ -33,17 +34,6 @@ class SchemaError(EventdError):
 
 
 @dataclass(frozen=True)
-class FieldSpec:
-    """One payload field: its Avro base type, whether it may be null, whether it is money."""
-
-    name: str
-    avro_type: str
-    nullable: bool
-    money: bool
-    default: Any
-
-
-@dataclass(frozen=True)
 class SchemaEntry:
     type: str                     # event type, or "_generic"
     version: int
@@ -54,6 +44,7 @@ class SchemaEntry:
     payload: tuple[FieldSpec, ...] = field(repr=False)
     write: Writer = field(repr=False, compare=False)     # record -> Avro body (binary.py)
     read: Reader = field(repr=False, compare=False)      # (bytes, start) -> (record, end)
+    from_json: FromJson = field(repr=False, compare=False)  # JSON object -> single-object encoding (from_json.py)
     money_fields: tuple[str, ...] = ()
     input_names: frozenset[str] = frozenset()    # the keys of an input line this schema knows
 
@@ -96,16 +87,19 @@ def _load_file(path: str) -> SchemaEntry:
     _check_envelope(path, raw)
     payload = tuple(_field_spec(f) for f in raw["fields"][len(ENVELOPE):] if f["name"] != "extra")
     fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+    version = int(m.group(2))
+    input_names = frozenset(ENVELOPE_INPUT).union(f.name for f in payload)
     try:
         write, read = compile_writer(raw), compile_reader(raw)
+        from_json = compile_from_json(raw, payload, MAGIC + fp, version, input_names)
     except UnsupportedSchema as exc:
         raise SchemaError(f"{path}: {exc}") from None
     # ``schema`` is kept in fastavro's hinted form for what fastavro still does here (schema
     # resolution between versions, container files): without the hint it re-parses every call.
-    return SchemaEntry(type=m.group(1), version=int(m.group(2)), path=path, schema=parsed, raw=raw,
+    return SchemaEntry(type=m.group(1), version=version, path=path, schema=parsed, raw=raw,
                        fingerprint=fp, payload=payload,
                        money_fields=tuple(f.name for f in payload if f.money),
-                       input_names=frozenset(ENVELOPE_INPUT).union(f.name for f in payload), write=write, read=read)
+                       input_names=input_names, write=write, read=read, from_json=from_json)
 
 
 def _check_envelope(path: str, raw: dict[str, Any]) -> None:

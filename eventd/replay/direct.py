@@ -123,7 +123,7 @@ class SinkTarget:
 
     def _message(self, slot: Slot, event: Event, value: bytes, line: int) -> Message:
         topic = event.topic if slot.real_topic else self._tp.topic
-        return Message(topic, 0, line - 1, event.key, value, event.record["received"])
+        return Message(topic, 0, line - 1, event.key, value, event.received)
 
     def warm(self, event: Event, value: bytes, line: int) -> None:
         for slot in self.slots:

@@ -1,9 +1,9 @@
 """One replay run: every input, line by line, through the collector's parser into a target.
 
-Per line, exactly as the collector's intake: read → validate and wrap (:class:`EventParser`,
-input ``"replay"``, ids from :mod:`eventd.replay.ids` when the line has none) → encode (Avro
-single-object, :func:`eventd.event.codec.encode`) → reject (counted, written) or hand the event
-and its bytes to the target. Every ``target.block_lines`` lines or ``target.block_bytes``
+Per line, exactly as the collector's intake: read → validate, wrap and encode (Avro
+single-object) with :class:`EventParser` (input ``"replay"``, ids from :mod:`eventd.replay.ids`
+when the line has none) → reject (counted, written) or hand the event and its bytes to the
+target. Every ``target.block_lines`` lines or ``target.block_bytes``
 bytes a checkpoint is marked; once the destination has durably taken everything before it
 the target reports it and it is appended to the input's ledger.
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from eventd.errors import DecodeError, InvalidEvent
-from eventd.event.codec import encode
 from eventd.event.envelope import Event, EventParser
 from eventd.replay.ids import IdMaker
 from eventd.replay.ledger import Checkpoint, Ledger, Resumer, Step, stream_key
@@ -38,10 +37,9 @@ INPUT_NAME = "replay"
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A valid line: its event, the event's encoding, and the line (for a late reject)."""
+    """A valid line: its event (encoded) and the line (for a late reject)."""
 
     event: Event
-    value: bytes
     line: Line
 
 
@@ -110,7 +108,7 @@ class Pipeline:
             return False
         if step is Step.DELIVERED:
             for done in state.held:
-                self.target.warm(done.event, done.value, done.line.number)
+                self.target.warm(done.event, done.event.value, done.line.number)
             self.counts.delivered_before += len(state.held)
             state.held.clear()
             state.mark_line, state.mark_offset = state.reader.lines, state.reader.offset
@@ -153,10 +151,7 @@ class Pipeline:
             received = state.received_ms or int(self._clock() * 1000)
             ids = state.ids
             event = self.parser.parse(data, INPUT_NAME, received, lambda: ids.make(data))
-            try:
-                return Item(event, encode(event.schema, event.record), line)
-            except (ValueError, TypeError, OverflowError) as exc:   # as the collector: the encoder refused it
-                raise InvalidEvent(f"cannot encode: {exc}"[:300]) from None
+            return Item(event, line)
         except InvalidEvent as exc:
             self._reject(state, line, exc)
             return None
@@ -169,7 +164,7 @@ class Pipeline:
         add = self.target.add
         for item in items:
             try:
-                add(item.event, item.value, item.line.number)
+                add(item.event, item.event.value, item.line.number)
             except (InvalidEvent, DecodeError) as exc:   # the sink refuses this event (as its role would)
                 self._reject(state, item.line, InvalidEvent(f"{self.target.name}: {exc}"))
                 continue

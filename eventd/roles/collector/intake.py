@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from eventd.errors import InvalidEvent
-from eventd.event.codec import encode
 from eventd.event.envelope import EventParser
 from eventd.roles.collector import stats
 from eventd.roles.collector.lines import Line, TooLong
@@ -89,11 +88,10 @@ class Intake:
                 continue
             try:
                 event = parse(line, input_name, received, make_id if ids_for is None else _id_of(ids_for, n))
-                add(payload(event.topic, event.key, encode(event.schema, event.record)))
             except InvalidEvent as exc:
                 self._reject(out, n, exc)
-            except (ValueError, TypeError, OverflowError) as exc:   # the encoder refused the record
-                self._reject(out, n, InvalidEvent(f"cannot encode: {exc}"[:300]))
+                continue
+            add(payload(event.topic, event.key, event.value))
         if records:
             self._append(out, records, input_name)
         return out
