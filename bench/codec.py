@@ -12,7 +12,11 @@ on ``bench/gen.py``'s events (impressions, clicks, conversions; ~400-byte JSON l
 - **intake**: the collector's whole per-line path, parse + encode + append to a durable queue in a
   temporary directory, in batches of 100 lines (as a TCP or HTTP input hands them over);
 - **clickhouse row**: decode + the loader's row mapping; **balance charge**: the aggregator's decode
-  + charge.
+  + charge;
+- **consume**: the Python of eventd's consumer adapter per message (``Consumer.poll``: one eventd
+  ``Message`` per librdkafka message, grouped by partition), with librdkafka's consumer replaced by
+  a stand-in handing out the events as ready ``confluent_kafka.Message`` objects — what every
+  consumer role pays per message besides librdkafka itself.
 
 Each figure is the best of ``--repeat`` passes over ``--count`` events (the least disturbed by
 other work on the machine), process CPU time, the process pinned to ``--cpu`` with
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,6 +52,7 @@ from eventd.event.codec import Decoder  # noqa: E402
 from eventd.event.envelope import EventParser  # noqa: E402
 from eventd.event.schemas import SchemaStore  # noqa: E402
 from eventd.kafka.batch import Message  # noqa: E402
+from eventd.kafka.consumer import Consumer  # noqa: E402
 from eventd.roles.balance_aggregator.events import ChargeReader, DayOf  # noqa: E402
 from eventd.roles.clickhouse_loader.mapping import RowMapper  # noqa: E402
 from eventd.roles.collector.intake import Intake  # noqa: E402
@@ -72,7 +77,8 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
     parser = EventParser(store, cfg.events, cfg.kafka.topics.prefix, cfg.kafka.topics.partitions, "benchhost")
     lines, _ = gen.lines(count)
     events = [parser.parse(line, "tcp", 1_767_225_600_000, lambda: "unused") for line in lines]
-    bodies = [e.schema.write(e.record) for e in events]
+    records = [(e.schema, e.record) for e in events]     # Event.record decodes: once, here
+    bodies = [schema.write(record) for schema, record in records]
     messages = [Message(e.topic, 0, i, e.key, e.value, 0) for i, e in enumerate(events)]
     decoder, mapper = Decoder(store), RowMapper.build(cfg.clickhouse_loader.columns, store, cfg.events)
     charges = ChargeReader(store, DayOf("UTC"))
@@ -84,12 +90,12 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
             parser.parse(line, "tcp", 1, lambda: "x")
 
     def write() -> None:
-        for e in events:
-            e.schema.write(e.record)
+        for schema, record in records:
+            schema.write(record)
 
     def fastavro_write() -> None:
-        for e in events:
-            schemaless_writer(io.BytesIO(), e.schema.schema, e.record)
+        for schema, record in records:
+            schemaless_writer(io.BytesIO(), schema.schema, record)
 
     def read() -> None:
         for e, body in zip(events, bodies):
@@ -108,6 +114,13 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
         for m in messages:
             charges.read(m)
 
+    consumer, stand_in = _adapter_on_stand_in(messages)
+
+    def consume() -> None:
+        stand_in.rewind()
+        while consumer.poll(0):
+            pass
+
     with tempfile.TemporaryDirectory(prefix="bench-codec-") as work:
         queue = DurableQueue.open(work, 64 << 20, 1 << 40)
         intake = Intake(parser, queue, 10)
@@ -124,9 +137,35 @@ def measure(count: int, repeat: int) -> list[tuple[str, str, float]]:
             ("decode", "fastavro 1.13.1", fastavro_read),
             ("intake: parse + encode + queue append", "eventd", intake_batches),
             ("clickhouse row: decode + map", "eventd", rows),
-            ("balance charge: decode + charge", "eventd", charge))]
+            ("balance charge: decode + charge", "eventd", charge),
+            ("consume: poll → Message, per message", "eventd (librdkafka stand-in)", consume))]
         queue.close()
     return figures
+
+
+class _StandIn:
+    """librdkafka's consumer as ``Consumer.poll`` sees it, handing out prebuilt messages."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages, self.i = messages, 0
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def poll(self, timeout: float) -> Any:
+        i = self.i
+        if i >= len(self.messages):
+            return None
+        self.i = i + 1
+        return self.messages[i]
+
+
+def _adapter_on_stand_in(messages: list[Message]) -> tuple[Consumer, _StandIn]:
+    """eventd's consumer adapter without a connection: only its reading path is used."""
+    import confluent_kafka
+    stand_in = _StandIn([confluent_kafka.Message(topic=m.topic, partition=m.offset % 6, offset=m.offset, key=m.key,
+                                                 value=m.value, timestamp=(1, m.timestamp)) for m in messages])
+    return Consumer(stand_in, 10_000), stand_in  # type: ignore[arg-type]
 
 
 def report(figures: list[tuple[str, str, float]], args: argparse.Namespace) -> str:

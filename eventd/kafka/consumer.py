@@ -92,7 +92,7 @@ class Consumer:
     def poll(self, timeout: float) -> Records:
         """Up to ``max_records`` messages, waiting up to ``timeout`` for the first one."""
         out: Records = {}
-        c, rebalances = self._c, self._rebalances
+        c, rebalances, limit, new = self._c, self._rebalances, self._max_records, tuple.__new__
         msg = c.poll(max(0.0, timeout))     # a negative timeout would wait forever
         n = 0
         while msg is not None:
@@ -100,15 +100,15 @@ class Consumer:
                 out, rebalances, n = {}, self._rebalances, 0
             err = msg.error()
             if err is None:
-                tp = TopicPartition(msg.topic(), msg.partition())
-                m = Message(tp.topic, tp.partition, msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
-                part = out.get(tp)
+                topic, partition = msg.topic(), msg.partition()
+                # A plain (topic, partition) tuple finds the TopicPartition key (same hash, equal).
+                part = out.get((topic, partition))
                 if part is None:
-                    out[tp] = [m]
-                else:
-                    part.append(m)
+                    part = out[TopicPartition(topic, partition)] = []
+                part.append(new(Message, (topic, partition, msg.offset(), msg.key(), msg.value(),
+                                          msg.timestamp()[1])))
                 n += 1
-                if n >= self._max_records:
+                if n >= limit:
                     break
             else:
                 self._poll_error(err)
