@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 TMP_DIR = "_tmp"
 PAD = 10
@@ -35,9 +36,9 @@ _TMP_RE = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<firs
                      r"\+(?P<type>[a-z][a-z0-9_]*)\+(?P<hour>\d{4}-\d\d-\d\d-\d\d)\.avro\.tmp$")
 
 
-@dataclass(frozen=True, order=True)
-class GroupKey:
-    """The records of one flush that go into one file: same event type and event hour."""
+class GroupKey(NamedTuple):
+    """The records of one flush that go into one file: same event type and event hour (a tuple:
+    one is built per message, and a frozen dataclass costs a Python ``__init__``)."""
 
     type: str
     hour: int          # hours since the Unix epoch, UTC

@@ -16,8 +16,7 @@ checked, about twice as fast; use it only when every producer is eventd itself.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from fastavro import schemaless_reader
 
@@ -28,9 +27,9 @@ from eventd.kafka.batch import Message
 from eventd.roles.hdfs_uploader.layout import TYPE_RE, GroupKey, hour_of
 
 
-@dataclass(frozen=True)
-class Record:
-    """One record to archive: its offset, its file's (type, hour), the file's schema, the body."""
+class Record(NamedTuple):
+    """One record to archive: its offset, its file's (type, hour), the file's schema, the body
+    (a tuple: one is built per message)."""
 
     offset: int
     key: GroupKey
