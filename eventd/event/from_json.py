@@ -37,7 +37,6 @@ FromJson = Callable[[dict[str, Any], str, str, int, bytes], bytes]
 
 _INT_RANGE = {"int": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
 _DIGITS = re.compile(r"-?\d{1,20}")
-_ENVELOPE_FIELDS = 7     # schemas.ENVELOPE: id, type, time, received, host, input, schema_version
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,10 @@ def compile_from_json(raw: dict[str, Any], payload: tuple[FieldSpec, ...], heade
                   "InvalidEvent": InvalidEvent, "HEADER": header, "VERSION": binary.put_int(version),
                   "KNOWN": known}
     body, parts = [], []
-    for i, (name, kind, null_index) in enumerate(fields[_ENVELOPE_FIELDS:-1], _ENVELOPE_FIELDS):
-        spec = rules[name]
+    for i, (name, kind, null_index) in enumerate(fields):
+        spec = rules.get(name)
+        if spec is None:
+            continue            # an envelope field (the arguments) or extra (the last part)
         namespace[f"S{i}"] = spec
         body += _field_lines(i, name, kind, null_index, spec, namespace)
         parts.append(f"p{i}")

@@ -32,14 +32,14 @@ STORE = SchemaStore.load(CFG.events.schema_dir)
 HOST, RECEIVED = "web1", 1_700_000_000_123
 
 
-def reference(line: bytes, events: EventsConfig, input_name: str) -> tuple[Any, ...]:
+def reference(line: bytes, events: EventsConfig, input_name: str, store: SchemaStore = STORE) -> tuple[Any, ...]:
     """(topic, key, value) of ``line``, or ("invalid", field, reason): the rules field by field."""
     try:
         obj = json.loads(line, parse_float=Decimal)
         event_type = _event_type(obj.get("type"))
-        if not STORE.known(event_type) and events.unknown_types == "reject":
+        if not store.known(event_type) and events.unknown_types == "reject":
             raise InvalidEvent(f"unknown event type {event_type!r} (events.unknown_types is reject)", "type")
-        schema = STORE.writer(event_type)
+        schema = store.writer(event_type)
         record = {"id": _event_id(obj.get("id")) or "made-id", "type": event_type,
                   "time": parse_time(obj.get("time")), "received": RECEIVED, "host": HOST,
                   "input": input_name, "schema_version": schema.version}
@@ -65,8 +65,8 @@ def reference(line: bytes, events: EventsConfig, input_name: str) -> tuple[Any, 
     return route.topic, str(key).encode(), value
 
 
-def compiled(line: bytes, events: EventsConfig, input_name: str) -> tuple[Any, ...]:
-    parser = EventParser(STORE, events, "events.", 6, HOST)
+def compiled(line: bytes, events: EventsConfig, input_name: str, store: SchemaStore = STORE) -> tuple[Any, ...]:
+    parser = EventParser(store, events, "events.", 6, HOST)
     try:
         ev = parser.parse(line, input_name, RECEIVED, lambda: "made-id")
     except InvalidEvent as exc:
@@ -89,15 +89,15 @@ TIMES: list[Any] = [1_764_237_600, 1_764_237_600_123, _MS_THRESHOLD, _MS_THRESHO
                     1.5, "2026-11-27T10:00:00Z", "2026-11-27T10:00:00", "soon", True, None]
 
 
-def random_line(rng: random.Random) -> bytes:
+def random_line(rng: random.Random, store: SchemaStore = STORE, types: list[str] = TYPES) -> bytes:
     obj: dict[str, Any] = {}
     if rng.random() < 0.97:
-        obj["type"] = rng.choice(TYPES)
+        obj["type"] = rng.choice(types)
     if rng.random() < 0.95:
         obj["time"] = rng.choice(TIMES) if rng.random() < 0.3 else TIMES[rng.randrange(2)]
     if rng.random() < 0.5:
         obj["id"] = rng.choice(["e-1", "", "x" * 64, "x" * 65, 7, None])
-    schema = STORE.writer(obj.get("type") if isinstance(obj.get("type"), str) else GENERIC)
+    schema = store.writer(obj.get("type") if isinstance(obj.get("type"), str) else GENERIC)
     for spec in schema.payload:
         r = rng.random()
         if r < 0.2:
@@ -105,8 +105,8 @@ def random_line(rng: random.Random) -> bytes:
         pool = MONEY if spec.money else VALUES
         # Mostly values of the field's own kind, so that lines get past the first field.
         if r < 0.85 and not spec.money:
-            pool = {"string": ["site-1", "é", "", "a" * 9000], "boolean": [True, False]}.get(
-                spec.avro_type, [0, 7, 8191, 16384, 2**40, -5])
+            pool = {"string": ["site-1", "é", "", "a" * 9000], "boolean": [True, False],
+                    "double": [1.5, 0, -2], "float": [0.25, 3]}.get(spec.avro_type, [0, 7, 8191, 16384, 2**40, -5])
         obj[spec.name] = rng.choice(pool)
     for i in range(rng.choice([0, 0, 1, 3])):
         obj[f"x{i}"] = rng.choice(VALUES)
@@ -157,3 +157,38 @@ def test_a_lone_surrogate_cannot_be_encoded(line: bytes) -> None:
     got = compiled(line, CFG.events, "tcp")
     assert got == reference(line, CFG.events, "tcp")
     assert got[0] == "invalid" and got[2].startswith("cannot encode")
+
+
+# Every kind of field the store admits, in each union order, required or with a default.
+ODD_FIELDS = [
+    {"name": "must", "type": "long"},                                   # required: "missing" when absent
+    {"name": "count", "type": "int", "default": 3},
+    {"name": "late", "type": ["long", "null"], "default": 5},           # the value branch first
+    {"name": "ratio", "type": ["null", "double"], "default": None},
+    {"name": "share", "type": "float", "default": 0.5},
+    {"name": "flag", "type": "boolean", "default": False},
+    {"name": "maybe", "type": ["null", "boolean"], "default": None},
+    {"name": "label", "type": "string", "default": "none"},
+    {"name": "note", "type": ["string", "null"], "default": "n/a"},
+    {"name": "fee", "type": "long", "default": 0, "eventd.money": True},
+    {"name": "tip", "type": ["null", "long"], "default": None, "eventd.money": True},
+]
+
+
+def test_every_field_kind_of_the_subset(tmp_path: Path) -> None:
+    for f in (REPO / "conf" / "schemas").iterdir():
+        (tmp_path / f.name).write_text(f.read_text())
+    raw = json.loads((tmp_path / "_generic.v1.avsc").read_text())
+    raw["name"], raw["fields"] = "Odd", raw["fields"][:7] + ODD_FIELDS + raw["fields"][-1:]
+    (tmp_path / "odd.v1.avsc").write_text(json.dumps(raw))
+    store = SchemaStore.load(str(tmp_path))
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(3000):
+        line = random_line(rng, store, ["odd"])
+        expected = reference(line, CFG.events, "udp", store)
+        assert compiled(line, CFG.events, "udp", store) == expected, line
+        outcomes.add(expected[0] if expected[0] == "invalid" else "ok")
+        if expected[0] == "invalid":
+            outcomes.add(expected[1])
+    assert {"ok", "invalid", "must", "count", "fee", "ratio", "flag"} <= outcomes
