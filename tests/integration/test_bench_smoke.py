@@ -72,7 +72,8 @@ def test_codec_bench_runs_and_reports_every_path() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "µs/event" not in line]
     assert [r.split(" | ")[0:2] for r in rows] == [
-        ["| parse", "eventd"], ["| encode", "eventd (compiled)"], ["| encode", "fastavro 1.13.1"],
-        ["| decode", "eventd (compiled)"], ["| decode", "fastavro 1.13.1"],
+        ["| parse + encode: JSON line → Avro message", "eventd"], ["| encode", "eventd (compiled)"],
+        ["| encode", "fastavro 1.13.1"], ["| decode", "eventd (compiled)"], ["| decode", "fastavro 1.13.1"],
         ["| intake: parse + encode + queue append", "eventd"], ["| clickhouse row: decode + map", "eventd"],
-        ["| balance charge: decode + charge", "eventd"]]
+        ["| balance charge: decode + charge", "eventd"],
+        ["| consume: poll → Message, per message", "eventd (librdkafka stand-in)"]]
