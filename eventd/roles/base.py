@@ -78,7 +78,7 @@ def run_role(config: Config, role: str, slot: int = 0) -> int:
         log.error("cannot start: %s", exc)
         return EXIT_CANNOT_START
     except Exception as exc:
-        if _unavailable(exc):
+        if is_outage(exc):
             # An outage, not a bug: one line, no traceback; the daemon restarts the role with backoff.
             log.error("stopping, to be restarted: %s: %s", type(exc).__name__, exc)
         else:
@@ -88,7 +88,7 @@ def run_role(config: Config, role: str, slot: int = 0) -> int:
     return EXIT_OK
 
 
-def _unavailable(exc: Exception) -> bool:
+def is_outage(exc: BaseException) -> bool:
     """A service outage: eventd's own :class:`ServiceUnavailable`, or a Kafka error eventd
     classes as retriable (broker unreachable, bootstrap timed out, coordinator moving)."""
     from eventd.kafka.types import retriable

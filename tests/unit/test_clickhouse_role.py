@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from eventd.errors import CannotStart, EventdError
+from eventd.errors import CannotStart, EventdError, ServiceUnavailable
+from eventd.kafka.consumer import ConsumerStuck
 from eventd.kafka.consumer_loop import FatalSinkError
 from eventd.kafka.deadletter import TooManyInvalid
 from eventd.roles.clickhouse_loader import _raise_first_error, _supervise
@@ -39,6 +40,9 @@ def test_supervision_returns_when_a_destination_ends_or_on_stop() -> None:
     (FatalSinkError("no such column referrer"), CannotStart, True),
     (TooManyInvalid("60 of the last 100 messages were invalid"), CannotStart, True),
     (RuntimeError("a bug"), EventdError, False),
+    # An outage stays one (found by the fault suite: a commit stuck after a slow Kafka restart was
+    # logged as "role failed" with a traceback): the role exits to be restarted, logged as such.
+    (ConsumerStuck("a commit has waited for the Kafka group coordinator for 60s"), ServiceUnavailable, False),
 ])
 def test_the_error_of_a_destination_decides_the_exit(error: BaseException, kind: type, exit_3: bool) -> None:
     threads: list[Any] = [FakeThread("good"), FakeThread("prod", alive=False, error=error)]
@@ -46,6 +50,7 @@ def test_the_error_of_a_destination_decides_the_exit(error: BaseException, kind:
         _raise_first_error(threads)
     assert str(exc.value).startswith("destination prod") and str(error) in str(exc.value)
     assert isinstance(exc.value, CannotStart) == exit_3
+    assert isinstance(exc.value, ServiceUnavailable) == isinstance(error, ServiceUnavailable)
 
 
 def test_destinations_that_stopped_cleanly_raise_nothing() -> None:

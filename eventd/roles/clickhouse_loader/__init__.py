@@ -15,13 +15,13 @@ import logging
 import threading
 
 from eventd.config import Config
-from eventd.errors import CannotStart, EventdError
+from eventd.errors import CannotStart, EventdError, ServiceUnavailable
 from eventd.event.codec import Decoder
 from eventd.kafka.consumer_loop import FatalSinkError
 from eventd.kafka.deadletter import TooManyInvalid
 from eventd.kafka.producer import Producer
 from eventd.kafka.topics import event_topics
-from eventd.roles.base import RoleContext
+from eventd.roles.base import RoleContext, is_outage
 from eventd.roles.clickhouse_loader import schema
 from eventd.roles.clickhouse_loader.destination import ROLE, DestinationThread
 from eventd.roles.clickhouse_loader.mapping import RowMapper
@@ -69,6 +69,10 @@ def _raise_first_error(threads: list[DestinationThread]) -> None:
         if isinstance(exc, (FatalSinkError, TooManyInvalid)):
             # Restarting cannot help (the table or the input must be fixed): exit code 3.
             raise CannotStart(f"destination {t.dest.name}: {exc}") from exc
+        if exc is not None and is_outage(exc):
+            # Still an outage (a consumer stuck on a vanished coordinator, Kafka unreachable): the
+            # role exits to be restarted, logged as such, without a traceback.
+            raise ServiceUnavailable(f"destination {t.dest.name}: {type(exc).__name__}: {exc}") from exc
         if exc is not None:
             raise EventdError(f"destination {t.dest.name} failed: {type(exc).__name__}: {exc}") from exc
 
