@@ -65,6 +65,7 @@ def test_sends_the_collectors_encoding_topic_and_key() -> None:
     producer = CallbackProducer()
     target = KafkaTarget(CFG, producer)
     target.add(*event(7))
+    target.mark(cp(7))
     topic, value, key, partition = producer.sent[0]
     assert topic == CFG.events.types["click"].topic and key == b"7"
     assert partition == (murmur2(b"7") & 0x7FFFFFFF) % 6      # kafka-python's default partitioner
@@ -112,10 +113,46 @@ def test_a_failed_send_fails_the_run_and_reports_nothing_after_it() -> None:
         target.add(*event(3))
 
 
-def test_a_send_that_raises_at_once_fails_the_run() -> None:
+def test_events_go_out_in_bursts_and_at_each_checkpoint_in_order() -> None:
+    producer = CallbackProducer()
+    target = KafkaTarget(CFG, producer)
+    durable = durable_list(target)
+    for i in range(target.burst - 1):
+        target.add(*event(i))
+    assert producer.sent == []                  # held: fewer than a burst
+    target.add(*event(target.burst - 1))
+    assert len(producer.sent) == target.burst   # the burst is full: all of it sent
+    target.add(*event(1000))
+    target.mark(cp(1000))                       # a checkpoint sends what is held before it counts
+    sent_ids = [Decoder(STORE).decode(value)[1]["id"] for _, value, _, _ in producer.sent]
+    assert sent_ids == [f"e{i}" for i in range(target.burst)] + ["e1000"]
+    producer.flush()
+    assert durable == [1000]
+
+
+def test_held_events_are_never_covered_by_a_checkpoint_unless_acknowledged() -> None:
+    producer = CallbackProducer()
+    target = KafkaTarget(CFG, producer)
+    durable = durable_list(target)
+    target.add(*event(1))
+    target.mark(cp(1))
+    target.add(*event(2))                       # held when the run stops: never marked
+    producer.callbacks[0](None)
+    assert durable == [1]
+    target.close()
+    assert len(producer.sent) == 1              # not sent, not recorded: a re-run sends it
+
+
+@pytest.mark.parametrize("when", ["burst", "checkpoint", "finish"])
+def test_a_send_that_raises_fails_the_run(when: str) -> None:
     target = KafkaTarget(CFG, CallbackProducer(fail_send=True))
     with pytest.raises(ReplayFailed, match="metadata timeout"):
-        target.add(*event(1))
+        for i in range(target.burst if when == "burst" else 1):
+            target.add(*event(i))
+        if when == "checkpoint":
+            target.mark(cp(1))
+        elif when == "finish":
+            target.finish()
 
 
 def test_destination_key_differs_per_destination() -> None:
