@@ -133,7 +133,7 @@ class KafkaTarget:
 
     Sends are pipelined, in bursts: events are held until ``burst`` of them are, or until the
     next checkpoint (``mark``) or ``finish``, then sent together — one send per parsed line cost
-    about 10 µs more CPU per line (docs/performance.md). A checkpoint is reported from the
+    more CPU per line (measured in docs/performance.md). A checkpoint is reported from the
     producer's thread the moment every event before it is acknowledged (acks=all), so after a
     kill -9 little is sent twice; held events are never covered by a reported checkpoint.
     The partition is chosen as the collector chooses it (its cached default-partitioner), so a
