@@ -5,7 +5,7 @@ record dict and then encoding that dict walked every field twice and built a dic
 this module generates, per schema, one function that checks each field and writes its bytes in
 the same step (``bench/codec.py`` measures it).
 
-Contract of ``compile_from_json(raw, payload, header)(obj, event_id, event_type, time, middle)``:
+Contract of ``compile_from_json(raw, payload, header, version, known)(obj, event_id, event_type, time, middle)``:
 - ``obj`` is the JSON object of one input line, parsed with ``parse_float=Decimal``; the envelope
   values ``event_id``, ``event_type`` and ``time`` are already validated by the caller, and
   ``middle`` is the Avro encoding of ``received``, ``host`` and ``input`` (:func:`envelope_middle`).
