@@ -141,8 +141,8 @@ def _field_lines(i: int, name: str, kind: str, null_index: int | None, spec: Fie
     else:
         missing = [f"    raise InvalidEvent('missing', {name!r})"]
     if spec.money or kind in ("long", "int"):
-        lo, hi = _INT_RANGE["long" if spec.money else kind]
         shift = 63 if spec.money or kind == "long" else 31
+        lo, hi = _INT_RANGE[kind]
         take = [f"    v = to_micros(v, {name!r})"] if spec.money else [
             f"    if not (type(v) is int and {lo} <= v <= {hi}):", f"        v = field_value(v, S{i})"]
         present = [*take, f"    z = (v << 1) ^ (v >> {shift})",
