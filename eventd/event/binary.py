@@ -22,6 +22,8 @@ Contracts:
   above; the others are stepped over, not decoded: their lengths, union indexes and booleans are
   checked and ``end`` is the same, but a string's bytes are not checked to be UTF-8 (a role that
   needs a few fields of every record need not build the rest).
+- ``compile_projection(raw, names)(data, pos)`` is the same as ``compile_reader(raw, set(names))``
+  but returns ``((value of each name, in order; None where the schema lacks it), end)``.
 - Field order and names come from the schema; a field missing from the record is written as its
   schema default, and a missing field without a default raises ``KeyError``.
 """
@@ -33,6 +35,7 @@ from typing import Any, Callable
 
 Writer = Callable[[dict[str, Any]], bytes]
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
+Projection = Callable[[bytes, int], tuple[tuple[Any, ...], int]]
 
 MAGIC = b"\xc3\x01"      # Avro single-object encoding: this, the 8-byte schema fingerprint, the body
 SCALARS = ("string", "long", "int", "double", "float", "boolean")
@@ -229,11 +232,29 @@ _GET = {"string": get_string, "long": get_long, "int": get_int, "double": get_do
 
 def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> Reader:
     """The decoder of records of schema ``raw``: every field, or only those in ``keep``."""
-    body, names = [], {}
+    body, index = _read_steps(raw, keep)
+    record = ", ".join(f"{n!r}: f{i}" for n, i in index.items())
+    return _build(_reader_source(body, f"{{{record}}}"), raw, "read")
+
+
+def compile_projection(raw: dict[str, Any], names: tuple[str, ...]) -> Projection:
+    """The decoder of the values of ``names``, in that order, from records of schema ``raw``:
+    ``(values, end)``, None for a field the schema lacks. The other fields are stepped over as
+    in ``compile_reader(raw, keep)``; no record dict is built (a role reading a few fields of
+    every event, the balance aggregator, unpacks the tuple)."""
+    body, index = _read_steps(raw, frozenset(names))
+    values = "".join(f"f{index[n]}, " if n in index else "None, " for n in names)
+    return _build(_reader_source(body, f"({values})"), raw, "read")
+
+
+def _read_steps(raw: dict[str, Any], keep: frozenset[str] | None) -> tuple[list[str], dict[str, int]]:
+    """The statements reading a record of ``raw`` field by field into ``f<i>`` (those in
+    ``keep``; every field if None), and the index ``i`` of each field read, by name."""
+    body, index = [], {}
     for i, (name, kind, null_index) in enumerate(fields_of(raw)):
         wanted = keep is None or name in keep
         if wanted:
-            names[name] = i
+            index[name] = i
         step = _inline_get(kind, f"f{i}", "") if wanted else _inline_skip(kind)
         if null_index is None:
             body += ["    " + line for line in step]
@@ -247,12 +268,14 @@ def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> R
                      "        p += 1",
                      "    else:",
                      f"        raise ValueError(f'union index {{u}} of field {name}')"]
-    record = ", ".join(f"{n!r}: f{i}" for n, i in names.items())
-    src = "\n".join(["def read(d, p):", *body,
-                     "    if p > len(d):",
-                     "        raise ValueError(f'the record ends {p - len(d)} bytes after the data')",
-                     f"    return {{{record}}}, p"])
-    return _build(src, raw, "read")
+    return body, index
+
+
+def _reader_source(body: list[str], result: str) -> str:
+    return "\n".join(["def read(d, p):", *body,
+                      "    if p > len(d):",
+                      "        raise ValueError(f'the record ends {p - len(d)} bytes after the data')",
+                      f"    return {result}, p"])
 
 
 def _inline_skip(kind: str) -> list[str]:
@@ -267,7 +290,7 @@ def _inline_skip(kind: str) -> list[str]:
         return [f"p += {8 if kind == 'double' else 4}"]
     if kind == "boolean":
         return ["_, p = get_boolean(d, p)"]
-    return ["p = skip_string_map(d, p)"]
+    return ["if d[p] == 0:", "    p += 1", "else:", "    p = skip_string_map(d, p)"]
 
 
 def skip_string_map(data: bytes, pos: int) -> int:
@@ -291,16 +314,20 @@ def _inline_get(kind: str, target: str, indent: str) -> list[str]:
     string may run past the end of ``d`` (a slice does not complain); the reader checks ``p``
     against ``len(d)`` at the end, and ``p`` only grows."""
     if kind in ("long", "int"):
+        # get_long written out: times in milliseconds and money in micro-units take 3-6 bytes.
         lines = ["b = d[p]", "if b < 128:", f"    {target} = (b >> 1) ^ -(b & 1)", "    p += 1",
                  "elif (c := d[p + 1]) < 128:", "    z = (b & 127) | (c << 7)", f"    {target} = (z >> 1) ^ -(z & 1)",
                  "    p += 2",
-                 "else:", f"    {target}, p = get_long(d, p)"]
+                 "else:", "    z, s = (b & 127) | ((c & 127) << 7), 14", "    p += 2", "    while (b := d[p]) > 127:",
+                 "        z |= (b & 127) << s", "        s += 7", "        p += 1", "        if s > 63:",
+                 "            raise ValueError('an Avro long of more than 10 bytes')",
+                 "    z |= b << s", f"    {target} = (z >> 1) ^ -(z & 1)", "    p += 1"]
     elif kind == "string":
         lines = ["b = d[p]", "if b < 128 and not b & 1:", "    e = p + 1 + (b >> 1)",
                  f"    {target} = d[p + 1:e].decode()", "    p = e",
                  "else:", f"    {target}, p = get_string(d, p)"]
     elif kind == "map":
-        lines = [f"{target}, p = get_string_map(d, p)"]
+        lines = ["if d[p] == 0:", f"    {target} = {{}}", "    p += 1", "else:", f"    {target}, p = get_string_map(d, p)"]
     else:
         lines = [f"{target}, p = get_{kind}(d, p)"]
     return [indent + line for line in lines]

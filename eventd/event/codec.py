@@ -13,7 +13,7 @@ import struct
 from typing import Any
 
 from eventd.errors import DecodeError
-from eventd.event.binary import MAGIC, Reader
+from eventd.event.binary import MAGIC, Projection, Reader
 from eventd.event.schemas import SchemaEntry, SchemaStore
 
 HEADER_SIZE = 10
@@ -46,10 +46,11 @@ class Decoder:
         return entry, decode_body(entry, bytes(data), HEADER_SIZE)
 
 
-def decode_body(entry: SchemaEntry, data: bytes, start: int = 0, read: Reader | None = None) -> dict[str, Any]:
+def decode_body(entry: SchemaEntry, data: bytes, start: int = 0, read: Reader | Projection | None = None) -> Any:
     """The record of schema ``entry`` that fills ``data[start:]`` exactly; :class:`DecodeError`
     when it is truncated, malformed or followed by more bytes. ``read``: a reader of ``entry``'s
-    schema that keeps only some fields (``binary.compile_reader``); by default all of them."""
+    schema that keeps only some fields (``binary.compile_reader``), or some values as a tuple
+    (``binary.compile_projection``); by default the whole record."""
     try:
         record, end = (read or entry.read)(data, start)
     except (ValueError, IndexError, struct.error) as exc:   # UnicodeDecodeError is a ValueError

@@ -55,6 +55,16 @@ class Batch(Generic[T]):
             part.items.append(item)
             self.items += 1
 
+    def extend(self, tp: TopicPartition, first: int, last: int, items: list[T], messages: int) -> None:
+        """``add`` of ``messages`` consecutive messages ``first..last`` that gave ``items``."""
+        part = self.parts.get(tp)
+        if part is None:
+            part = self.parts[tp] = PartitionBatch(first, last)
+        part.last = last
+        part.items += items
+        self.messages += messages
+        self.items += len(items)
+
     def drop(self, tps: list[TopicPartition]) -> None:
         """Forget the parts of ``tps`` (revoked partitions: their new owner redoes them)."""
         for tp in tps:

@@ -167,10 +167,19 @@ class ConsumerLoop(Generic[T]):
             if tp not in self._owned or revocations.get(tp, 0) != seen[tp]:
                 continue
             EVENTS_IN.labels(self.s.role, tp.topic).inc(len(msgs))
-            for msg in msgs:
-                self._handle(tp, msg)
-                if revocations.get(tp, 0) != seen[tp]:
-                    break
+            i = 0
+            while i < len(msgs) and revocations.get(tp, 0) == seen[tp]:
+                if tp in self._cut_at or msgs[i].offset < self._warm_until.get(tp, -1):
+                    self._handle(tp, msgs[i])      # one by one: a recorded boundary or warm-up reads
+                    i += 1
+                else:
+                    # Up to the batch's size limit at once: the limit is reached, if at all, by
+                    # the run's last message, so the batch ends where one by one it would have.
+                    n = max(1, self.s.max_items - self.batch.items)
+                    self._add_run(tp, msgs[i:i + n])
+                    i += n
+                    if self.batch.items >= self.s.max_items:
+                        self.flush()
 
     def _handle(self, tp: TopicPartition, msg: Message) -> None:
         if msg.offset < self._warm_until.get(tp, -1):
@@ -184,16 +193,37 @@ class ConsumerLoop(Generic[T]):
         elif self.batch.items >= self.s.max_items:
             self.flush()
 
+    def _add_run(self, tp: TopicPartition, msgs: list[Message]) -> None:
+        """Transform consecutive messages of ``tp`` into the batch: ``_transform`` for each,
+        without a call per message to the loop's own bookkeeping (the hot path of every
+        consumer role)."""
+        transform, items, valid = self.sink.transform, [], 0
+        for msg in msgs:
+            try:
+                item = transform(msg)
+            except (DecodeError, InvalidEvent) as exc:
+                self.invalid.valid(valid)
+                valid = 0
+                self._dead_letter(msg, exc)
+                continue
+            valid += 1
+            if item is not None:
+                items.append(item)
+        self.invalid.valid(valid)
+        self.batch.extend(tp, msgs[0].offset, msgs[-1].offset, items, len(msgs))
+
     def _transform(self, msg: Message) -> T | None:
         try:
             item = self.sink.transform(msg)
         except (DecodeError, InvalidEvent) as exc:
-            self.dead_letter.send(msg.value, f"{type(exc).__name__}: {exc}", msg.topic, msg.partition,
-                                  msg.offset, msg.key)
-            self.invalid.record(True)
+            self._dead_letter(msg, exc)
             return None
-        self.invalid.record(False)
+        self.invalid.valid()
         return item
+
+    def _dead_letter(self, msg: Message, exc: DecodeError | InvalidEvent) -> None:
+        self.dead_letter.send(msg.value, f"{type(exc).__name__}: {exc}", msg.topic, msg.partition, msg.offset, msg.key)
+        self.invalid.invalid()
 
     # -- writing and committing --------------------------------------------------------
     def flush(self, deadline: float | None = None) -> bool:

@@ -31,23 +31,39 @@ class TooManyInvalid(EventdError):
 
 
 class InvalidLimit:
-    """Sliding window over the last ``window`` messages: True for invalid ones."""
+    """Sliding window over the last ``window`` messages, counting the invalid ones.
+
+    Only the positions of invalid messages are kept (at most ``window``), so a run of valid
+    messages costs one addition (``valid(n)``): the consumer loop reports whole runs."""
 
     def __init__(self, cfg: DeadLetterConfig) -> None:
         self.cfg = cfg
-        self._recent: collections.deque[bool] = collections.deque(maxlen=cfg.window)
-        self._invalid = 0
+        self._seen = 0                                       # messages recorded so far
+        self._invalid: collections.deque[int] = collections.deque()   # their positions (1-based), recent ones
 
-    def record(self, invalid: bool) -> None:
-        if len(self._recent) == self._recent.maxlen and self._recent[0]:
-            self._invalid -= 1
-        self._recent.append(invalid)
-        self._invalid += invalid
-        if invalid and len(self._recent) == self.cfg.window and \
-                self._invalid > self.cfg.max_invalid_ratio * self.cfg.window:
-            raise TooManyInvalid(f"{self._invalid} of the last {self.cfg.window} messages were invalid "
+    def valid(self, n: int = 1) -> None:
+        """``n`` more valid messages."""
+        self._seen += n
+
+    def invalid(self) -> None:
+        """One more invalid message; raises :class:`TooManyInvalid` when the last ``window``
+        messages (once that many were seen) hold more than the allowed share."""
+        self._seen += 1
+        window, recent = self.cfg.window, self._invalid
+        recent.append(self._seen)
+        while recent[0] <= self._seen - window:      # left the window (the newest never has)
+            recent.popleft()
+        if self._seen >= window and len(recent) > self.cfg.max_invalid_ratio * window:
+            raise TooManyInvalid(f"{len(recent)} of the last {window} messages were invalid "
                                  f"(limit {self.cfg.max_invalid_ratio:.0%}); stopping instead of discarding "
                                  f"the stream: check the schemas and the producers")
+
+    def record(self, invalid: bool) -> None:
+        """One more message, valid or not."""
+        if invalid:
+            self.invalid()
+        else:
+            self.valid()
 
 
 class DeadLetter:

@@ -15,7 +15,7 @@ import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from eventd.errors import DecodeError
-from eventd.event.binary import UnsupportedSchema, compile_reader, compile_writer, varint
+from eventd.event.binary import UnsupportedSchema, compile_reader, compile_writer, get_long, varint
 from eventd.event.codec import decode_body
 
 SCHEMAS = sorted((Path(__file__).resolve().parents[2] / "conf" / "schemas").glob("*.avsc"))
@@ -172,3 +172,25 @@ def test_varint_matches_the_spec_at_every_byte_boundary() -> None:
                 n >>= 7
             expected.append(n)
             assert varint(z) == bytes(expected), z
+
+
+def test_compiled_longs_read_exactly_what_get_long_reads() -> None:
+    """The readers decode longs inline; on every length of varint, a valid one or an overlong or
+    truncated one, they must agree with ``get_long`` (value and end, or both refuse)."""
+    raw = {"type": "record", "name": "R", "fields": [{"name": "x", "type": "long"}]}
+    read = compile_reader(raw)
+    rng = random.Random(5)
+    cases = [varint(z) for bits in range(64) for z in ((1 << bits) - 1, 1 << bits)]
+    cases += [bytes(rng.randrange(128, 256) for _ in range(n)) + bytes([rng.randrange(128)]) for n in range(12)]
+    cases += [bytes(rng.randrange(128, 256) for _ in range(n)) for n in range(1, 12)]    # truncated
+    for data in cases:
+        try:
+            expected: Any = get_long(data, 0)
+        except (ValueError, IndexError) as exc:
+            expected = type(exc)
+        try:
+            record, end = read(data, 0)
+            got: Any = (record["x"], end)
+        except (ValueError, IndexError) as exc:
+            got = type(exc)
+        assert got == expected, data.hex()

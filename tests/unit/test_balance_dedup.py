@@ -87,3 +87,31 @@ def test_a_window_rebuilt_from_the_last_messages_answers_like_one_that_ran_all_a
     assert rebuilt.next == restart or log[restart - 1] is None
     rebuilt.advance(restart)
     assert before + batches(restart, rebuilt) == all_along
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_extend_and_fresh_give_what_add_and_seen_give_one_by_one(seed: int) -> None:
+    """``extend`` and ``fresh`` are written out for speed; they must equal the one-item rules."""
+    rng = random.Random(seed)
+    size = rng.choice((0, 1, 3, 10))
+    fast, slow, offset = RecentIds(size, 0), RecentIds(size, 0), 0
+    for _ in range(60):
+        items = []
+        for _ in range(rng.randint(0, 12)):
+            offset += rng.choice((1, 1, 1, 2, size + 1))        # gaps: undecodable messages
+            items.append(Item(offset, f"id{rng.randint(0, 15)}"))
+        end = offset + rng.choice((1, 1, 5))
+        pending: dict[str, int] = {}
+        one_by_one = []
+        for i in items:
+            if not slow.seen(i.event_id, i.offset) and not (i.event_id in pending and
+                                                             pending[i.event_id] >= i.offset - size):
+                one_by_one.append(i)
+            pending[i.event_id] = i.offset
+        assert fast.fresh(items) == one_by_one
+        fast.extend(items, end)
+        for i in items:
+            slow.add(i.offset, i.event_id)
+        slow.advance(end)
+        offset = end
+        assert (fast.next, fast._ring, fast._latest) == (slow.next, slow._ring, slow._latest)

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventd.errors import DecodeError, InvalidEvent
-from eventd.event.codec import encode
+from eventd.event.codec import Decoder, encode
 from eventd.event.schemas import SchemaStore
 from eventd.kafka.batch import Message
-from eventd.roles.balance_aggregator.events import ChargeReader, DayOf
+from eventd.roles.balance_aggregator.events import Charge, ChargeReader, DayOf
 
 STORE = SchemaStore.load(str(Path(__file__).resolve().parents[2] / "conf" / "schemas"))
 T = 1_780_000_000_000     # 2026-05-28T20:26:40Z
@@ -56,6 +56,10 @@ def test_revenue_without_a_publisher_is_refused_naming_the_field() -> None:
 def test_negative_money_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="cost: money must be"):
         reader().read(message(campaign_id=1, cost=-1))
+    with pytest.raises(InvalidEvent, match=r"revenue: money must be .*, got -5"):
+        reader().read(message("conversion", campaign_id=1, publisher_id=2, cost=3, revenue=-5))
+    with pytest.raises(InvalidEvent, match=r"cost: money must be .*, got -3"):    # the first field refused
+        reader().read(message("conversion", campaign_id=1, publisher_id=2, cost=-3, revenue=-5))
 
 
 def test_corrupt_and_foreign_messages_are_decode_errors() -> None:
@@ -71,13 +75,29 @@ def test_charges_read_from_some_fields_equal_those_of_the_whole_record() -> None
     charge the whole decoded record gives, and a truncated one is still refused."""
     rng = random.Random(11)
     texts = (None, "", "DE", "Mozilla/5.0 " * rng.randint(1, 30), "Grüße 日本語")
-    projected, whole = reader(), reader()
-    whole._readers = {fp: entry.read for fp, entry in STORE.by_fingerprint.items()}
+    projected, decoder, day_of = reader(), Decoder(STORE), DayOf("UTC")
+
+    def whole(msg: Message) -> Charge | str:
+        """The charge by the rules, from the whole decoded record (or the refusal)."""
+        r = decoder.decode(msg.value)[1]
+        cost, revenue = r.get("cost") or 0, r.get("revenue") or 0
+        if cost and r.get("campaign_id") is None:
+            return "InvalidEvent: campaign_id"
+        if revenue and r.get("publisher_id") is None:
+            return "InvalidEvent: publisher_id"
+        return Charge(msg.topic, msg.partition, msg.offset, r["id"], r.get("campaign_id"), r.get("advertiser_id"),
+                      r.get("publisher_id"), cost, revenue, day_of(r["time"]) if cost else None, msg.key, msg.value)
+
+    def projected_or_refusal(msg: Message) -> Charge | str:
+        try:
+            return projected.read(msg)
+        except InvalidEvent as exc:
+            return f"InvalidEvent: {exc.field}"
     for i in range(2000):
         etype = rng.choice(("impression", "click", "conversion", "bid"))
         ids = {k: rng.choice((None, rng.randint(1, 2**40))) for k in ("campaign_id", "advertiser_id", "publisher_id")}
-        money = {"cost": rng.choice((0, rng.randint(1, 10**12))) if ids["campaign_id"] else 0,
-                 "revenue": rng.choice((0, rng.randint(1, 10**9))) if ids["publisher_id"] else 0}
+        money = {"cost": rng.choice((0, rng.randint(1, 10**12))) if ids["campaign_id"] or i % 7 == 0 else 0,
+                 "revenue": rng.choice((0, rng.randint(1, 10**9))) if ids["publisher_id"] or i % 7 == 1 else 0}
         texts_of = {k: rng.choice(texts) for k in ("country", "device", "ip", "user_agent")}
         payload = {k: v for k, v in {**ids, **money, **texts_of}.items() if k in STORE.writer(etype).input_names}
         msg = message(etype, offset=i, **payload)
@@ -86,7 +106,7 @@ def test_charges_read_from_some_fields_equal_those_of_the_whole_record() -> None
             msg = Message(msg.topic, 2, i, b"k", encode(STORE.writer(etype), {
                 "id": f"ev-{i}", "type": etype, "time": T + i, "received": T, "host": "h", "input": "http",
                 "schema_version": 1, "extra": record_extra, **payload}), 0)
-        assert projected.read(msg) == whole.read(msg)
+        assert projected_or_refusal(msg) == whole(msg)
     with pytest.raises(DecodeError, match="corrupt Avro body"):
         projected.read(Message(msg.topic, 0, 0, None, msg.value[:-3], 0))
 

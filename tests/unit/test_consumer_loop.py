@@ -3,6 +3,8 @@ stream, retry without losing the batch, recorded batch boundaries, warm-up, dead
 
 from __future__ import annotations
 
+import collections
+import random
 import threading
 
 import pytest
@@ -32,10 +34,10 @@ class RecordingSink:
     def warm(self, msg: Message) -> None:
         self.warmed.append(msg)
 
-    def transform(self, msg: Message) -> bytes:
+    def transform(self, msg: Message) -> bytes | None:
         if msg.value.startswith(b"bad"):
             raise DecodeError("undecodable test message")
-        return msg.value
+        return None if msg.value.startswith(b"skip") else msg.value
 
     def write(self, batch: Batch, loop) -> None:  # type: ignore[no-untyped-def]
         if self.fail_times:
@@ -183,3 +185,61 @@ def test_revoked_partitions_are_dropped_from_the_pending_batch() -> None:
     b.add(TP1, 0, "y")
     b.drop([TP0])
     assert list(b.parts) == [TP1] and b.items == 1
+
+
+def one_by_one(values: list[bytes], max_items: int) -> list[tuple[int, int, list[bytes]]]:
+    """The batches of one partition as the loop's rule states it, message by message: a batch
+    ends at the message that brings its items to ``max_items`` (bad and skipped messages
+    count in the offset range, not as items)."""
+    batches, first, items = [], 0, []
+    for offset, v in enumerate(values):
+        if not v.startswith((b"bad", b"skip")):
+            items.append(v)
+        if len(items) == max_items:
+            batches.append((first, offset, items))
+            first, items = offset + 1, []
+    if first < len(values):
+        batches.append((first, len(values) - 1, items))
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_of_messages_make_the_batches_one_by_one_handling_makes(seed: int) -> None:
+    """The loop transforms a poll's messages in runs; the batches must be those of the rule
+    applied message by message, with bad and skipped messages anywhere (also at the limit)."""
+    rng = random.Random(seed)
+    values = [rng.choice([b"bad", b"skip", b"ok", b"ok", b"ok"]) + b"%d" % i for i in range(rng.randint(1, 450))]
+    max_items = rng.randint(1, 40)
+    consumer = FakeConsumer({TP0: values})
+    sink = RecordingSink()
+    loop, _ = make_loop(consumer, sink, max_items=max_items, max_age=100,
+                        invalid=DeadLetterConfig(1.0, 1000))
+    run_until(loop, consumer, lambda: consumer.offsets.get(TP0, 0) >= len(values))
+    assert [w[TP0] for w in sink.written] == one_by_one(values, max_items)
+
+
+class DequeLimit:
+    """The invalid limit as first written: a deque of the last ``window`` flags."""
+
+    def __init__(self, ratio: float, window: int) -> None:
+        self.ratio, self.recent = ratio, collections.deque(maxlen=window)
+
+    def exceeded_after(self, invalid: bool) -> bool:
+        self.recent.append(invalid)
+        return invalid and len(self.recent) == self.recent.maxlen and sum(self.recent) > self.ratio * self.recent.maxlen
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_invalid_limit_counts_the_last_window_of_messages(seed: int) -> None:
+    rng = random.Random(seed)
+    ratio, window = rng.choice([0.0, 0.1, 0.5, 0.9]), rng.randint(1, 30)
+    reference, limit = DequeLimit(ratio, window), InvalidLimit(DeadLetterConfig(ratio, window))
+    share = rng.random()
+    for i in range(500):
+        invalid = rng.random() < share
+        expect = reference.exceeded_after(invalid)
+        if expect:
+            with pytest.raises(TooManyInvalid, match=f"of the last {window} messages were invalid"):
+                limit.record(invalid)
+            return
+        limit.record(invalid)

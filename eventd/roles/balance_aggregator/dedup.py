@@ -81,19 +81,36 @@ class RecentIds:
 
     def fresh(self, items: Sequence[T]) -> list[T]:
         """The items that are not duplicates, without changing the window: ``items`` (in offset
-        order, all at or after ``next``) are checked against the window and against each other."""
+        order, all at or after ``next``) are checked against the window and against each other.
+        (``seen`` is written out here: this runs for every event.)"""
         batch: dict[str, int] = {}
-        out = []
+        latest, size, out = self._latest, self.size, []
         for item in items:
             offset, event_id = item.offset, item.event_id
+            last = latest.get(event_id)
             earlier = batch.get(event_id)
-            if not (self.seen(event_id, offset) or (earlier is not None and earlier >= offset - self.size)):
+            if (last is None or last < offset - size) and (earlier is None or earlier < offset - size):
                 out.append(item)
             batch[event_id] = offset
         return out
 
     def extend(self, items: Iterable[Identified], next_offset: int) -> None:
-        """Record a written batch: every item, duplicates too, then move to ``next_offset``."""
-        for item in items:
-            self.add(item.offset, item.event_id)
+        """Record a written batch: every item, duplicates too, then move to ``next_offset``.
+        The same as ``add`` for each item, then ``advance``; written out, as it runs for every
+        event: each item's slot held the id of ``offset - size``, which leaves the window."""
+        size = self.size
+        if size:
+            ring, latest = self._ring, self._latest
+            for item in items:
+                offset, event_id = item.offset, item.event_id
+                if offset != self.next:
+                    self.advance(offset)            # a gap: free the slots of the offsets skipped
+                    ring = self._ring               # (a long one starts a new, empty ring)
+                slot = offset % size
+                old = ring[slot]
+                if old is not None and latest.get(old) == offset - size:
+                    del latest[old]
+                ring[slot] = event_id
+                latest[event_id] = offset
+                self.next = offset + 1
         self.advance(next_offset)

@@ -9,11 +9,11 @@ Revenue is credited to the publisher account. Money is integer micro-units throu
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from eventd.errors import InvalidEvent
-from eventd.event.binary import compile_reader
+from eventd.event.binary import MAGIC, compile_projection
 from eventd.event.codec import HEADER_SIZE, Decoder, decode_body
 from eventd.event.schemas import SchemaStore
 from eventd.event.money import MAX_MICROS
@@ -21,7 +21,7 @@ from eventd.kafka.batch import Message
 
 COST, REVENUE = "cost", "revenue"
 CAMPAIGN, ADVERTISER, PUBLISHER = "campaign_id", "advertiser_id", "publisher_id"
-CHARGE_FIELDS = frozenset(("id", "time", COST, REVENUE, CAMPAIGN, ADVERTISER, PUBLISHER))
+CHARGE_FIELDS = ("id", "time", COST, REVENUE, CAMPAIGN, ADVERTISER, PUBLISHER)
 
 
 class Charge(NamedTuple):
@@ -76,29 +76,28 @@ class ChargeReader:
     def __init__(self, store: SchemaStore, day_of: DayOf) -> None:
         self._decoder = Decoder(store)
         self._day_of = day_of
-        # Per writer schema, a reader of only the fields a charge needs: the rest of a record
-        # (strings, most of it) is stepped over, not decoded.
-        self._readers = {fp: compile_reader(entry.raw, CHARGE_FIELDS) for fp, entry in store.by_fingerprint.items()}
+        # Per writer schema fingerprint, a reader of only the values a charge needs, in
+        # CHARGE_FIELDS order: the rest of a record (strings, most of it) is stepped over.
+        self._readers = {fp: (entry, compile_projection(entry.raw, CHARGE_FIELDS))
+                         for fp, entry in store.by_fingerprint.items()}
 
     def read(self, msg: Message) -> Charge:
         """The charge of ``msg``; raises DecodeError (unreadable) or InvalidEvent (money without
         the campaign or account it belongs to, or out of range)."""
         value = msg.value
-        entry = self._decoder.split(value)[0]
-        record = decode_body(entry, value, HEADER_SIZE, self._readers[entry.fingerprint])
-        cost, revenue = _money(record, COST), _money(record, REVENUE)
-        campaign, publisher = record.get(CAMPAIGN), record.get(PUBLISHER)
+        found = self._readers.get(value[2:HEADER_SIZE]) if value[:2] == MAGIC else None
+        if found is None:
+            self._decoder.split(value)       # raises the DecodeError that says why
+            raise AssertionError("a schema without a reader")   # the readers cover the store
+        entry, read = found
+        event_id, ms, cost, revenue, campaign, advertiser, publisher = decode_body(entry, value, HEADER_SIZE, read)
+        cost, revenue = cost or 0, revenue or 0
+        if not (0 <= cost <= MAX_MICROS and 0 <= revenue <= MAX_MICROS):
+            field, amount = (COST, cost) if not 0 <= cost <= MAX_MICROS else (REVENUE, revenue)
+            raise InvalidEvent(f"money must be 0..{MAX_MICROS} micro-units, got {amount}", field)
         if cost and campaign is None:
             raise InvalidEvent(f"cost {cost} micro-units without a campaign", CAMPAIGN)
         if revenue and publisher is None:
             raise InvalidEvent(f"revenue {revenue} micro-units without a publisher account", PUBLISHER)
-        day = self._day_of(record["time"]) if cost else None
-        return Charge(msg.topic, msg.partition, msg.offset, record["id"], campaign, record.get(ADVERTISER),
-                      publisher, cost, revenue, day, msg.key, msg.value)
-
-
-def _money(record: dict[str, Any], field: str) -> int:
-    value = record.get(field) or 0
-    if not 0 <= value <= MAX_MICROS:
-        raise InvalidEvent(f"money must be 0..{MAX_MICROS} micro-units, got {value}", field)
-    return value
+        return Charge(msg.topic, msg.partition, msg.offset, event_id, campaign, advertiser, publisher, cost,
+                      revenue, self._day_of(ms) if cost else None, msg.key, value)

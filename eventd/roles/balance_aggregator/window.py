@@ -22,25 +22,27 @@ class Window:
     cost_total: int = 0
     revenue_total: int = 0
 
-    def add(self, c: Charge) -> None:
-        self.events += 1
-        if c.cost:
-            assert c.campaign is not None and c.day is not None   # ChargeReader guarantees both
-            self.spend[c.campaign] = self.spend.get(c.campaign, 0) + c.cost
-            key = (c.campaign, c.day)
-            self.day_spend[key] = self.day_spend.get(key, 0) + c.cost
-            self.cost_total += c.cost
-        if c.revenue:
-            assert c.publisher is not None
-            self.revenue[c.publisher] = self.revenue.get(c.publisher, 0) + c.revenue
-            self.revenue_total += c.revenue
-
     @classmethod
     def of(cls, charges: Iterable[Charge]) -> "Window":
-        window = cls()
+        """The sums of ``charges``. Every charge with a cost has a campaign and a day, every one
+        with revenue a publisher (``ChargeReader`` guarantees it)."""
+        w = cls()
+        spend, day_spend, revenue = w.spend, w.day_spend, w.revenue
         for c in charges:
-            window.add(c)
-        return window
+            w.events += 1
+            cost = c.cost
+            if cost:
+                campaign = c.campaign
+                assert campaign is not None and c.day is not None
+                spend[campaign] = spend.get(campaign, 0) + cost
+                key = (campaign, c.day)
+                day_spend[key] = day_spend.get(key, 0) + cost
+                w.cost_total += cost
+            if c.revenue:
+                assert c.publisher is not None
+                revenue[c.publisher] = revenue.get(c.publisher, 0) + c.revenue
+                w.revenue_total += c.revenue
+        return w
 
     def __bool__(self) -> bool:
         return bool(self.spend or self.revenue)
