@@ -237,25 +237,33 @@ def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> R
     return _build(_reader_source(body, f"{{{record}}}"), raw, "read")
 
 
-def compile_projection(raw: dict[str, Any], names: tuple[str, ...]) -> Projection:
+def compile_projection(raw: dict[str, Any], names: tuple[str, ...], verify: bool = False) -> Projection:
     """The decoder of the values of ``names``, in that order, from records of schema ``raw``:
     ``(values, end)``, None for a field the schema lacks. The other fields are stepped over as
     in ``compile_reader(raw, keep)``; no record dict is built (a role reading a few fields of
-    every event, the balance aggregator, unpacks the tuple)."""
-    body, index = _read_steps(raw, frozenset(names))
+    every event, the balance aggregator, unpacks the tuple). With ``verify`` the other fields
+    are decoded and dropped: the projection refuses exactly what the whole reader refuses (the
+    HDFS uploader verifying the records it archives as they are)."""
+    body, index = _read_steps(raw, frozenset(names), verify)
     values = "".join(f"f{index[n]}, " if n in index else "None, " for n in names)
     return _build(_reader_source(body, f"({values})"), raw, "read")
 
 
-def _read_steps(raw: dict[str, Any], keep: frozenset[str] | None) -> tuple[list[str], dict[str, int]]:
+def _read_steps(raw: dict[str, Any], keep: frozenset[str] | None,
+                verify: bool = False) -> tuple[list[str], dict[str, int]]:
     """The statements reading a record of ``raw`` field by field into ``f<i>`` (those in
-    ``keep``; every field if None), and the index ``i`` of each field read, by name."""
+    ``keep``; every field if None), and the index ``i`` of each field read, by name. The
+    others are stepped over; with ``verify`` they are decoded too (strings checked to be
+    UTF-8, longs to be at most 10 bytes), into ``_``."""
     body, index = [], {}
     for i, (name, kind, null_index) in enumerate(fields_of(raw)):
         wanted = keep is None or name in keep
         if wanted:
             index[name] = i
-        step = _inline_get(kind, f"f{i}", "") if wanted else _inline_skip(kind)
+        if wanted or verify:
+            step = _inline_get(kind, f"f{i}" if wanted else "_", "")
+        else:
+            step = _inline_skip(kind)
         if null_index is None:
             body += ["    " + line for line in step]
         else:

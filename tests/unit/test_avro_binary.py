@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from eventd.errors import DecodeError
-from eventd.event.binary import UnsupportedSchema, compile_reader, compile_writer, get_long, varint
+from eventd.event.binary import (UnsupportedSchema, compile_projection, compile_reader, compile_writer, get_long,
+                                 varint)
 from eventd.event.codec import decode_body
 
 SCHEMAS = sorted((Path(__file__).resolve().parents[2] / "conf" / "schemas").glob("*.avsc"))
@@ -194,3 +196,33 @@ def test_compiled_longs_read_exactly_what_get_long_reads() -> None:
         except (ValueError, IndexError) as exc:
             got = type(exc)
         assert got == expected, data.hex()
+
+
+def outcome(read: Any, data: bytes) -> Any:
+    try:
+        return read(data, 0)
+    except (ValueError, IndexError, struct.error):
+        return "refused"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_verifying_projection_refuses_what_the_whole_reader_refuses(seed: int) -> None:
+    """``compile_projection(..., verify=True)``: the values of some fields, and exactly the
+    whole reader's verdict on damaged bodies (bytes flipped, cut, or overlong varints)."""
+    rng = random.Random(seed)
+    names = ("l", "ns", "b")
+    whole, projection = compile_reader(ALL_TYPES), compile_projection(ALL_TYPES, names, verify=True)
+    refused = 0
+    for record in records(ALL_TYPES, 150, seed=seed):
+        body = bytearray(compile_writer(ALL_TYPES)(record))
+        for _ in range(rng.choice((0, 1, 3))):
+            body[rng.randrange(len(body))] = rng.choice((0x80, 0xFF, 0xC3, 0x01, rng.randrange(256)))
+        data = bytes(body[:rng.randrange(len(body) + 1)] if rng.random() < 0.2 else body)
+        expected = outcome(whole, data)
+        got = outcome(projection, data)
+        if expected == "refused":
+            refused += 1
+            assert got == "refused", data.hex()
+        else:
+            assert got == (tuple(expected[0][n] for n in names), expected[1]), data.hex()
+    assert refused > 20      # the damage did reach the checks

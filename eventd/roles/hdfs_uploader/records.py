@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 from fastavro import schemaless_reader
 
 from eventd.errors import DecodeError
+from eventd.event.binary import compile_projection
 from eventd.event.codec import Decoder, decode_body, read_long, read_string
 from eventd.event.schemas import GENERIC, SchemaEntry, SchemaStore
 from eventd.kafka.batch import Message
@@ -47,6 +48,9 @@ class RecordReader:
     def __init__(self, store: SchemaStore, verify: bool, topic_of: Callable[[str], str]) -> None:
         self.store, self.verify, self.topic_of = store, verify, topic_of
         self._decoder = Decoder(store)
+        # Per schema, the whole record checked as the full reader does, only type and time kept.
+        self._checks = {fp: compile_projection(entry.raw, ("type", "time"), verify=True)
+                        for fp, entry in store.by_fingerprint.items()}
 
     def read(self, msg: Message) -> Record:
         entry, view = self._decoder.split(msg.value)
@@ -60,17 +64,17 @@ class RecordReader:
             body = target.write(record)
             event_type, time_ms = record["type"], record["time"]
         elif self.verify:
-            record = decode_body(entry, body)
-            event_type, time_ms = record["type"], record["time"]
+            event_type, time_ms = decode_body(entry, body, 0, self._checks[entry.fingerprint])
         else:
             event_type, time_ms = read_envelope(body)
         return Record(msg.offset, self._key(entry, event_type, time_ms), target, body)
 
     def _key(self, entry: SchemaEntry, event_type: str, time_ms: int) -> GroupKey:
-        if not TYPE_RE.match(event_type):
+        if entry.type != GENERIC:
+            if event_type != entry.type:    # (a schema's type is a valid name: its file name says so)
+                raise DecodeError(f"event type {event_type[:80]!r} in a record of the {entry.type} schema")
+        elif not TYPE_RE.match(event_type):
             raise DecodeError(f"event type {event_type[:80]!r} is not a valid type name")
-        if entry.type != GENERIC and event_type != entry.type:
-            raise DecodeError(f"event type {event_type!r} in a record of the {entry.type} schema")
         try:
             return GroupKey(event_type, hour_of(time_ms))
         except ValueError as exc:
