@@ -156,9 +156,8 @@ def _inline_put(kind: str, value: str, i: int) -> str:
 
 
 def _build(src: str, raw: dict[str, Any], name: str) -> Any:
-    namespace: dict[str, Any] = {f"put_{k}": f for k, f in PUT.items()} | {f"get_{k}": f for k, f in _GET.items()}
-    namespace |= {"put_string_map": put_string_map, "get_string_map": get_string_map,
-                  "skip_string_map": skip_string_map, "SMALL": SMALL}
+    namespace: dict[str, Any] = {f"put_{k}": f for k, f in PUT.items()} | READ_HELPERS
+    namespace |= {"put_string_map": put_string_map, "SMALL": SMALL}
     exec(compile(src, f"<avro {name} of {raw.get('name')}>", "exec"), namespace)
     return namespace[name]
 
@@ -232,7 +231,7 @@ _GET = {"string": get_string, "long": get_long, "int": get_int, "double": get_do
 
 def compile_reader(raw: dict[str, Any], keep: frozenset[str] | None = None) -> Reader:
     """The decoder of records of schema ``raw``: every field, or only those in ``keep``."""
-    body, index = _read_steps(raw, keep)
+    body, index = read_steps(raw, keep)
     record = ", ".join(f"{n!r}: f{i}" for n, i in index.items())
     return _build(_reader_source(body, f"{{{record}}}"), raw, "read")
 
@@ -244,15 +243,17 @@ def compile_projection(raw: dict[str, Any], names: tuple[str, ...], verify: bool
     every event, the balance aggregator, unpacks the tuple). With ``verify`` the other fields
     are decoded and dropped: the projection refuses exactly what the whole reader refuses (the
     HDFS uploader verifying the records it archives as they are)."""
-    body, index = _read_steps(raw, frozenset(names), verify)
+    body, index = read_steps(raw, frozenset(names), verify)
     values = "".join(f"f{index[n]}, " if n in index else "None, " for n in names)
     return _build(_reader_source(body, f"({values})"), raw, "read")
 
 
-def _read_steps(raw: dict[str, Any], keep: frozenset[str] | None,
+def read_steps(raw: dict[str, Any], keep: frozenset[str] | None,
                 verify: bool = False) -> tuple[list[str], dict[str, int]]:
-    """The statements reading a record of ``raw`` field by field into ``f<i>`` (those in
-    ``keep``; every field if None), and the index ``i`` of each field read, by name. The
+    """The statements (indented as a function's body) reading a record of ``raw`` from ``d`` at
+    ``p`` field by field into ``f<i>`` (those in ``keep``; every field if None), and the index
+    ``i`` of each field read, by name; they use ``READ_HELPERS`` and leave ``p`` after the
+    record, possibly past the end of ``d`` (the caller checks). The
     others are stepped over; with ``verify`` they are decoded too (strings checked to be
     UTF-8, longs to be at most 10 bytes), into ``_``."""
     body, index = [], {}
@@ -315,6 +316,11 @@ def skip_string_map(data: bytes, pos: int) -> int:
             if size < 0:
                 raise ValueError(f"a string of {size} bytes")
             pos += size
+
+
+# What the statements of ``read_steps`` call: the namespace of every generated reader.
+READ_HELPERS: dict[str, Any] = {f"get_{k}": f for k, f in _GET.items()} | {
+    "get_string_map": get_string_map, "skip_string_map": skip_string_map}
 
 
 def _inline_get(kind: str, target: str, indent: str) -> list[str]:

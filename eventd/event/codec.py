@@ -54,10 +54,19 @@ def decode_body(entry: SchemaEntry, data: bytes, start: int = 0, read: Reader | 
     try:
         record, end = (read or entry.read)(data, start)
     except (ValueError, IndexError, struct.error) as exc:   # UnicodeDecodeError is a ValueError
-        raise DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: {type(exc).__name__}: {exc}") from None
+        raise corrupt_body(entry, exc) from None
     if end != len(data):
-        raise DecodeError(f"{len(data) - end} trailing bytes after the {entry.type} record")
+        raise trailing_bytes(entry, len(data) - end)
     return record
+
+
+def corrupt_body(entry: SchemaEntry, exc: Exception) -> DecodeError:
+    """The error of a body of ``entry`` that its reader refused with ``exc``."""
+    return DecodeError(f"corrupt Avro body for {entry.type} v{entry.version}: {type(exc).__name__}: {exc}")
+
+
+def trailing_bytes(entry: SchemaEntry, count: int) -> DecodeError:
+    return DecodeError(f"{count} trailing bytes after the {entry.type} record")
 
 
 # -- the envelope prefix, read without decoding the rest ----------------------------------------
@@ -91,4 +100,7 @@ def envelope_id(data: bytes) -> bytes:
     """The event id of a single-object encoded message (the first envelope field)."""
     if len(data) <= HEADER_SIZE or data[:2] != MAGIC:
         raise DecodeError("not Avro single-object encoding (missing C3 01 header)")
+    b = data[HEADER_SIZE]
+    if b < 128 and not b & 1 and HEADER_SIZE + 1 + (b >> 1) <= len(data):   # under 64 bytes: the common case
+        return bytes(data[HEADER_SIZE + 1:HEADER_SIZE + 1 + (b >> 1)])
     return read_string(data, HEADER_SIZE)[1]

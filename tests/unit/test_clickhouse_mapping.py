@@ -11,7 +11,7 @@ import pytest
 
 from eventd.config import load_config
 from eventd.config.clickhouse import DEFAULT_COLUMNS, ColumnMapping
-from eventd.errors import CannotStart, InvalidEvent
+from eventd.errors import CannotStart, DecodeError, InvalidEvent
 from eventd.event.codec import Decoder, encode
 from eventd.event.envelope import EventParser
 from eventd.event.schemas import SchemaStore
@@ -131,3 +131,52 @@ def test_the_generated_values_equal_the_steps_applied_one_by_one() -> None:
         assert plan.values(record, extra) == expected
         compared += 1
     assert compared > 500 and errors > 100     # both paths exercised (fixed seed)
+
+
+def outcome(produce: Any) -> Any:
+    try:
+        return produce()
+    except (InvalidEvent, DecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_the_row_reader_gives_the_row_of_the_decoded_record() -> None:
+    """``RowMapper.reader`` decodes and maps in one generated function; for random events of
+    every type (extras, money, values out of their columns' range, damaged bodies) it must give
+    what decoding the message and then ``row`` gives, or the same error."""
+    import random
+    columns = DEFAULT_COLUMNS + (ColumnMapping("zone16", "zone_id", "UInt16", False),
+                                 ColumnMapping("slot", "slot", "UInt32", False),
+                                 ColumnMapping("goal_cost", "goal_cost", "Int64", True),
+                                 ColumnMapping("weight", "weight", "Float64", False))
+    mapper, decoder = RowMapper.build(columns, STORE, CFG.events), Decoder(STORE)
+    rng = random.Random(8)
+    picks = {"campaign_id": (0, 1, 2**40), "site_id": (3, 2**63 - 1), "zone_id": (0, 65535, 65536),
+             "country": ("", "DE", "Grüße"), "goal": ("signup", 42), "won": (True, False), "slot": (3, "12", "x"),
+             "weight": (1.5, "heavy"), "cost": ("0.25", "3", 0), "revenue": ("1.000001",), "bid": ("0.1",),
+             "goal_cost": ("2.5", "x"), "browser": ("firefox", "日本語"), "time": (1_710_064_800, 5_000_000_000_000)}
+    seen = {"row": 0, "InvalidEvent": 0, "DecodeError": 0}
+    for i in range(3000):
+        fields = {k: rng.choice(v) for k, v in picks.items() if rng.random() < 0.5}
+        line = {"type": rng.choice(("impression", "click", "conversion", "bid", "video_view")), "id": f"e{i}",
+                "time": 1_710_064_801_250, **fields}
+        try:
+            event = PARSER.parse(json.dumps(line).encode(), "http", 1, lambda: "g")
+        except InvalidEvent:
+            continue
+        value = event.value
+        if rng.random() < 0.2:      # damaged: cut, or a byte changed, after the header
+            cut = rng.randrange(11, len(value) + 1)
+            value = bytearray(value[:cut] if rng.random() < 0.5 else value)
+            value[rng.randrange(10, len(value))] = rng.choice((0x80, 0xFF, 0x02, rng.randrange(256)))
+            value = bytes(value)
+        msg = Message("events.x", 3, i, None, value, 0)
+
+        def by_record() -> Any:
+            entry, record = decoder.decode(value)
+            return mapper.row(entry, record, msg)
+        expected = outcome(by_record)
+        got = outcome(lambda: mapper.reader(decoder.split(value)[0])(value, "events.x", 3, i))
+        assert got == expected, line
+        seen["row" if isinstance(expected, tuple) else expected.split(":")[0]] += 1
+    assert min(seen.values()) > 100, seen       # every outcome exercised (fixed seed)

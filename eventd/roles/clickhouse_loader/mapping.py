@@ -10,17 +10,21 @@ A value that does not fit its column raises :class:`InvalidEvent` (the event is 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from eventd.config.clickhouse import INTEGER_TYPES, ColumnMapping
 from eventd.config.common import EventsConfig
 from eventd.errors import CannotStart, InvalidEvent
+from eventd.event.binary import READ_HELPERS, read_steps
+from eventd.event.codec import HEADER_SIZE, corrupt_body, trailing_bytes
 from eventd.event.money import format_micros, to_micros
 from eventd.event.schemas import FieldSpec, SchemaEntry, SchemaStore
 from eventd.kafka.batch import Message
 
 Row = tuple[Any, ...]
+RowReader = Callable[[bytes, str, int, int], Row]    # (message value, topic, partition, offset) -> row
 Convert = Callable[[Any], Any]   # field value (None if absent) -> column value; raises InvalidEvent
 
 # (column, ClickHouse type), written exactly as system.columns reports them. No column
@@ -62,6 +66,7 @@ class RowMapper:
         self.columns = columns
         self._mapped_fields = frozenset(c.field for c in columns)
         self._plans: dict[bytes, _Plan] = {}
+        self._readers: dict[bytes, RowReader] = {}
 
     @classmethod
     def build(cls, columns: tuple[ColumnMapping, ...], store: SchemaStore, events: EventsConfig) -> "RowMapper":
@@ -81,44 +86,100 @@ class RowMapper:
         return [*ENVELOPE_COLUMNS, *((c.column, c.type) for c in self.columns), *TAIL_COLUMNS]
 
     def row(self, entry: SchemaEntry, record: dict[str, Any], msg: Message) -> Row:
-        """The row for ``record`` (written with ``entry``) read from ``msg``."""
+        """The row for ``record`` (written with ``entry``) read from ``msg``: the rules, applied
+        to a decoded record (``reader`` does the same in one step from the message's bytes)."""
         plan = self._plans.get(entry.fingerprint) or self._plan(entry)
         extra: dict[str, str] = record.get("extra") or {}
         values = plan.values(record, extra)
-        keys, texts = _extras(record, extra, plan, self._mapped_fields)
+        keys, texts = _extras(extra, tuple(record.get(name) for name, _ in plan.unmapped), plan.unmapped,
+                              self._mapped_fields)
         return (record["id"], record["type"], _seconds(record["time"]), record["time"], record["received"],
                 record["host"], record["input"], record["schema_version"], *values, keys, texts,
                 msg.topic, msg.partition, msg.offset)
 
+    def reader(self, entry: SchemaEntry) -> RowReader:
+        """``read(value, topic, partition, offset)``: the row of a message of schema ``entry``
+        (its single-object bytes ``value``), decoded and mapped in one generated function — no
+        record dict, each column's value taken from the field just read. The same row as
+        ``row`` of the decoded record, or the same DecodeError / InvalidEvent."""
+        read = self._readers.get(entry.fingerprint)
+        if read is None:
+            read = self._readers[entry.fingerprint] = self._compile_reader(entry)
+        return read
+
     def _plan(self, entry: SchemaEntry) -> _Plan:
         payload = {f.name: f for f in entry.payload}
         steps = tuple((c.field not in payload, c.field, _converter(c, payload.get(c.field))) for c in self.columns)
+        namespace: dict[str, Any] = {}
+        exprs = _value_exprs(steps, lambda in_extra, field: f"{'x' if in_extra else 'r'}.get({field!r})", namespace)
         plan = _Plan(steps=steps,
                      unmapped=tuple((f.name, f.money) for f in entry.payload if f.name not in self._mapped_fields),
-                     values=_compile_values(steps))
+                     values=_define("def values(r, x):\n    return (" + "".join(f"\n        {e}," for e in exprs)
+                                    + "\n    )", "<clickhouse row values>", namespace))
         self._plans[entry.fingerprint] = plan
         return plan
 
+    def _compile_reader(self, entry: SchemaEntry) -> RowReader:
+        plan = self._plans.get(entry.fingerprint) or self._plan(entry)
+        steps, index = read_steps(entry.raw, None)
+        f = {name: f"f{i}" for name, i in index.items()}
+        namespace: dict[str, Any] = {"corrupt": corrupt_body, "trailing": trailing_bytes, "entry": entry,
+                                     "seconds": _seconds, "extras": _extras, "unmapped": plan.unmapped,
+                                     "mapped": self._mapped_fields, "struct": struct}
+        namespace.update(READ_HELPERS)
+        exprs = _value_exprs(plan.steps, lambda in_extra, field: f"x.get({field!r})" if in_extra else f[field],
+                             namespace)
+        unmapped = "".join(f"{f[name]}, " for name, _ in plan.unmapped)
+        extra = f.get("extra", "None")
+        source = "\n".join([
+            "def read(d, topic, partition, offset):",
+            f"    p = {HEADER_SIZE}",
+            "    try:",
+            *("    " + line for line in steps),
+            "        if p > len(d):",
+            "            raise ValueError(f'the record ends {p - len(d)} bytes after the data')",
+            "    except (ValueError, IndexError, struct.error) as exc:   # UnicodeDecodeError is a ValueError",
+            "        raise corrupt(entry, exc) from None",
+            "    if p != len(d):",
+            "        raise trailing(entry, len(d) - p)",
+            f"    x = {extra} or {{}}",
+            "    v = (",             # before the time's check, as in ``row``: the same first error
+            *(f"        {e}," for e in exprs),
+            "    )",
+            f"    keys, texts = extras(x, ({unmapped}), unmapped, mapped)",
+            f"    return ({f['id']}, {f['type']}, seconds({f['time']}), {f['time']}, {f['received']}, {f['host']}, "
+            f"{f['input']}, {f['schema_version']}, *v, keys, texts, topic, partition, offset)"])
+        return _define(source, f"<clickhouse row of {entry.type} v{entry.version}>", namespace)
 
-def _compile_values(steps: tuple[tuple[bool, str, Convert], ...]) -> Callable[..., tuple[Any, ...]]:
-    """One generated function computing every step's value: ``(convert(source.get(field)), …)``,
+
+def _value_exprs(steps: tuple[tuple[bool, str, Convert], ...], source: Callable[[bool, str], str],
+                 namespace: dict[str, Any]) -> list[str]:
+    """Per step, the expression of its column's value: ``convert(<source of the field>)``,
     where the two commonest conversions (a string or an integer that fits its column, absent
-    values as "" or 0) are written inline instead of called — 31 calls per row cost more than the
-    work they do. The same values as applying the steps one by one."""
-    namespace: dict[str, Any] = {}
-    parts = []
+    values as "" or 0, and an integer within its column's narrower range) are written inline
+    instead of called — 31 calls per row cost more than the work they do. The converters called
+    are put into ``namespace``."""
+    exprs = []
     for i, (in_extra, field, convert) in enumerate(steps):
-        value = f"{'x' if in_extra else 'r'}.get({field!r})"
+        value = source(in_extra, field)
         if convert is _string_or_empty:
-            parts.append(f"('' if (v{i} := {value}) is None else v{i})")
+            exprs.append(f"('' if (v{i} := {value}) is None else v{i})")
         elif convert is _int_or_zero:
-            parts.append(f"(0 if (v{i} := {value}) is None else v{i})")
+            exprs.append(f"(0 if (v{i} := {value}) is None else v{i})")
+        elif isinstance(convert, _InRange):     # the call only to refuse
+            namespace[f"c{i}"] = convert
+            exprs.append(f"(0 if (v{i} := {value}) is None else v{i} if {convert.lo} <= v{i} <= {convert.hi} "
+                         f"else c{i}(v{i}))")
         else:
             namespace[f"c{i}"] = convert
-            parts.append(f"c{i}({value})")
-    source = "def values(r, x):\n    return (" + "".join(f"\n        {p}," for p in parts) + "\n    )"
-    exec(compile(source, "<clickhouse row values>", "exec"), namespace)
-    return namespace["values"]
+            exprs.append(f"c{i}({value})")
+    return exprs
+
+
+def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
+    """The one function that generated ``source`` defines."""
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[source.split("(", 1)[0].removeprefix("def ")]
 
 
 def _seconds(ms: int) -> int:
@@ -128,12 +189,12 @@ def _seconds(ms: int) -> int:
     return seconds
 
 
-def _extras(record: dict[str, Any], extra: dict[str, str], plan: _Plan,
+def _extras(extra: dict[str, str], values: tuple[Any, ...], unmapped: tuple[tuple[str, bool], ...],
             mapped: frozenset[str]) -> tuple[list[str], list[str]]:
-    """Payload fields without a column, and the extra map minus what columns took; by name."""
-    fields = {k: v for k, v in extra.items() if k not in mapped}
-    for name, money in plan.unmapped:
-        value = record.get(name)
+    """Payload fields without a column (``values``, in ``unmapped`` order: (field, is money)),
+    and the extra map minus what columns took; by name."""
+    fields = {k: v for k, v in extra.items() if k not in mapped} if extra else {}
+    for (name, money), value in zip(unmapped, values):
         if value is not None:
             fields[name] = format_micros(value) if money else _text(value)
     keys = sorted(fields)
@@ -174,14 +235,23 @@ def _avro_integer(c: ColumnMapping, avro_range: tuple[int, int]) -> Convert:
     lo, hi = _INT_RANGE[c.type]
     if lo <= avro_range[0] and avro_range[1] <= hi:
         return _int_or_zero
+    return _InRange(c, lo, hi)
 
-    def convert(value: int | None) -> int:
+
+class _InRange:
+    """An Avro integer into a column of a narrower range: absent is 0, outside the range is
+    refused. (A class, so that the generated row functions can write the check inline.)"""
+
+    def __init__(self, c: ColumnMapping, lo: int, hi: int) -> None:
+        self.c, self.lo, self.hi = c, lo, hi
+
+    def __call__(self, value: int | None) -> int:
         if value is None:
             return 0
-        if not lo <= value <= hi:
-            raise InvalidEvent(f"{value} is out of range of column {c.column} {c.type} ({lo}..{hi})", c.field)
+        if not self.lo <= value <= self.hi:
+            raise InvalidEvent(f"{value} is out of range of column {self.c.column} {self.c.type} "
+                               f"({self.lo}..{self.hi})", self.c.field)
         return value
-    return convert
 
 
 def _integer(c: ColumnMapping, from_extra: bool) -> Convert:

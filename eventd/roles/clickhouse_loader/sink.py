@@ -20,14 +20,14 @@ import logging
 from typing import Any
 
 from eventd.errors import DecodeError
-from eventd.event.codec import Decoder, envelope_id
+from eventd.event.codec import HEADER_SIZE, Decoder, envelope_id
 from eventd.event.dedup import RecentIds
 from eventd.kafka.batch import Batch, Message, PartitionBatch
 from eventd.kafka.consumer_loop import Committed, ConsumerLoop, RetryableError, Start
 from eventd.kafka.types import KafkaError, OffsetAndMetadata, TopicPartition
 from eventd.metrics import DUPLICATES, EVENTS_OUT
 from eventd.failpoints import failpoint
-from eventd.roles.clickhouse_loader.mapping import Row, RowMapper
+from eventd.roles.clickhouse_loader.mapping import Row, RowMapper, RowReader
 from eventd.roles.clickhouse_loader.table import EventsTable
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ClickHouseSink:
         self.decoder, self.mapper, self.table = decoder, mapper, table
         self.id_window = id_window
         self._recent: dict[TopicPartition, RecentIds] = {}
+        self._readers: dict[bytes, RowReader] = {}     # per writer schema fingerprint
 
     def start(self, partitions: list[TopicPartition], committed: Committed) -> dict[TopicPartition, Start]:
         """Each partition restarts from its committed offset, finishing a recorded batch first."""
@@ -79,12 +80,14 @@ class ClickHouseSink:
 
     def transform(self, msg: Message) -> Row | None:
         """The row of ``msg``; None for a resend already seen. Raises DecodeError / InvalidEvent."""
-        event_id = envelope_id(msg.value)
-        if self._window(msg.tp).seen(msg.offset, event_id):
+        value = msg.value
+        if self._window(msg.tp).seen(msg.offset, envelope_id(value)):
             DUPLICATES.labels(self.role).inc()
             return None
-        entry, record = self.decoder.decode(msg.value)
-        return self.mapper.row(entry, record, msg)
+        read = self._readers.get(value[2:HEADER_SIZE])
+        if read is None:     # a schema not met yet (split raises the DecodeError of an unknown one)
+            read = self._readers[value[2:HEADER_SIZE]] = self.mapper.reader(self.decoder.split(value)[0])
+        return read(value, msg.topic, msg.partition, msg.offset)
 
     def write(self, batch: Batch[Row], loop: ConsumerLoop[Row]) -> None:
         """Record the boundaries, then insert each partition's block. Durable when it returns."""
