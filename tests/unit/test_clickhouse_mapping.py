@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -96,6 +96,19 @@ def test_money_field_in_a_float_column_cannot_start() -> None:
         RowMapper.build(columns, STORE, CFG.events)
 
 
+def random_events(rng: Any, picks: dict[str, tuple[Any, ...]], share: float, time: int) -> Iterator[tuple[int, Any]]:
+    """(i, event) for 3,000 random JSON events of every type, each field of ``picks`` present with
+    probability ``share``; those refused at intake (they never reach a loader) are left out."""
+    for i in range(3000):
+        fields = {k: rng.choice(v) for k, v in picks.items() if rng.random() < share}
+        line = {"type": rng.choice(("impression", "click", "conversion", "bid", "video_view")), "id": f"e{i}",
+                "time": time, **fields}
+        try:
+            yield i, PARSER.parse(json.dumps(line).encode(), "http", 1, lambda: "g")
+        except InvalidEvent:
+            continue
+
+
 def test_the_generated_values_equal_the_steps_applied_one_by_one() -> None:
     """Each plan's generated function inlines the common conversions; for random events of every
     type it gives what applying each step's converter to its source gives, errors included."""
@@ -109,14 +122,7 @@ def test_the_generated_values_equal_the_steps_applied_one_by_one() -> None:
              "country": ("", "DE", "Grüße"), "device": ("mobile",), "goal": ("signup", 42), "won": (True, False),
              "slot": (3, "12", "x", -1), "weight": (1.5, "2", "heavy")}
     compared = errors = 0
-    for i in range(3000):
-        fields = {k: rng.choice(v) for k, v in picks.items() if rng.random() < 0.6}
-        line = {"type": rng.choice(("impression", "click", "conversion", "bid", "video_view")), "id": f"e{i}",
-                "time": 1_710_064_800, **fields}
-        try:
-            event = PARSER.parse(json.dumps(line).encode(), "http", 1, lambda: "g")
-        except InvalidEvent:
-            continue                       # refused at intake: never reaches a loader
+    for _, event in random_events(rng, picks, 0.6, 1_710_064_800):
         entry, record = Decoder(STORE).decode(encode(event.schema, event.record))
         plan = mapper._plans.get(entry.fingerprint) or mapper._plan(entry)
         extra = record.get("extra") or {}
@@ -156,14 +162,7 @@ def test_the_row_reader_gives_the_row_of_the_decoded_record() -> None:
              "weight": (1.5, "heavy"), "cost": ("0.25", "3", 0), "revenue": ("1.000001",), "bid": ("0.1",),
              "goal_cost": ("2.5", "x"), "browser": ("firefox", "日本語"), "time": (1_710_064_800, 5_000_000_000_000)}
     seen = {"row": 0, "InvalidEvent": 0, "DecodeError": 0}
-    for i in range(3000):
-        fields = {k: rng.choice(v) for k, v in picks.items() if rng.random() < 0.5}
-        line = {"type": rng.choice(("impression", "click", "conversion", "bid", "video_view")), "id": f"e{i}",
-                "time": 1_710_064_801_250, **fields}
-        try:
-            event = PARSER.parse(json.dumps(line).encode(), "http", 1, lambda: "g")
-        except InvalidEvent:
-            continue
+    for i, event in random_events(rng, picks, 0.5, 1_710_064_801_250):
         value = event.value
         if rng.random() < 0.2:      # damaged: cut, or a byte changed, after the header
             cut = rng.randrange(11, len(value) + 1)
@@ -177,6 +176,6 @@ def test_the_row_reader_gives_the_row_of_the_decoded_record() -> None:
             return mapper.row(entry, record, msg)
         expected = outcome(by_record)
         got = outcome(lambda: mapper.reader(decoder.split(value)[0])(value, "events.x", 3, i))
-        assert got == expected, line
+        assert got == expected, event.record
         seen["row" if isinstance(expected, tuple) else expected.split(":")[0]] += 1
     assert min(seen.values()) > 100, seen       # every outcome exercised (fixed seed)

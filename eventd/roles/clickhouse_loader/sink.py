@@ -81,7 +81,12 @@ class ClickHouseSink:
     def transform(self, msg: Message) -> Row | None:
         """The row of ``msg``; None for a resend already seen. Raises DecodeError / InvalidEvent."""
         value = msg.value
-        if self._window(msg.tp).seen(msg.offset, envelope_id(value)):
+        # A plain (topic, partition) tuple finds the window (TopicPartition is a tuple too): no
+        # TopicPartition built per message.
+        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
+        if window is None:
+            window = self._window(msg.tp)
+        if window.seen(msg.offset, envelope_id(value)):
             DUPLICATES.labels(self.role).inc()
             return None
         read = self._readers.get(value[2:HEADER_SIZE])

@@ -97,7 +97,11 @@ class HdfsSink:
 
     def transform(self, msg: Message) -> Record | None:
         """The record of ``msg``; None for a resend already archived. Raises DecodeError."""
-        if self._window(msg.tp).seen(msg.offset, envelope_id(msg.value)):
+        # A plain (topic, partition) tuple finds the window: no TopicPartition built per message.
+        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
+        if window is None:
+            window = self._window(msg.tp)
+        if window.seen(msg.offset, envelope_id(msg.value)):
             DUPLICATES.labels(self.role).inc()
             return None
         return self.reader.read(msg)
