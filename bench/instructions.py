@@ -18,7 +18,7 @@ and set-up. Paths:
 
 Usage: ``bench/instructions.py [--events N] [--paths a,b] [TREE ...]`` — each TREE a checkout of
 eventd (default: this one), e.g. ``git worktree add --detach /tmp/before HEAD~3`` then
-``bench/instructions.py . /tmp/before``. Needs valgrind (``apt-get install valgrind``).
+``bench/instructions.py . /tmp/before``. Installs Debian's valgrind when it is missing (as root).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,6 +184,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         ap.error(f"unknown paths {sorted(unknown)}; known: {', '.join(PATHS)}")
     trees = [t.resolve() for t in args.trees]
+    _need_valgrind()
     print(f"Command: `bench/instructions.py {' '.join(argv)}` — instructions per event, valgrind "
           f"cachegrind, (3 passes − 1 pass) / 2 over {args.events:,} events\n")
     print("| path | " + " | ".join(_label(t) for t in trees) + " |")
@@ -191,6 +193,17 @@ def main(argv: list[str]) -> int:
         print(f"| {path} | " + " | ".join(f"{per_event(t, path, args.events):,.0f}" for t in trees) + " |",
               flush=True)
     return 0
+
+
+def _need_valgrind() -> None:
+    """Install Debian's valgrind when it is missing (as root), else say how."""
+    if shutil.which("valgrind"):
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench/instructions.py needs valgrind: apt-get install valgrind (as root)")
+    print("installing valgrind (apt-get install valgrind)", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "valgrind"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 def _label(tree: Path) -> str:
