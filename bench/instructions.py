@@ -184,6 +184,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         ap.error(f"unknown paths {sorted(unknown)}; known: {', '.join(PATHS)}")
     trees = [t.resolve() for t in args.trees]
+    if not (REPO / ".tox" / "py311" / "bin" / "python").exists():
+        raise SystemExit("bench/instructions.py runs the paths with the test environment's Python: run init/testenv")
     _need_valgrind()
     print(f"Command: `bench/instructions.py {' '.join(argv)}` — instructions per event, valgrind "
           f"cachegrind, (3 passes − 1 pass) / 2 over {args.events:,} events\n")
