@@ -94,6 +94,7 @@ def _loop(msgs: list[Any]) -> Callable[[], object]:
     from eventd.kafka.consumer import Consumer
     from eventd.kafka.consumer_loop import ConsumerLoop, LoopSettings, Start
     from eventd.kafka.deadletter import InvalidLimit
+    from eventd.kafka.types import TopicPartition
 
     class Offline(Consumer):
         """The adapter's reading path; no group, no commits."""
@@ -116,14 +117,13 @@ def _loop(msgs: list[Any]) -> Callable[[], object]:
 
     raw = [confluent_kafka.Message(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
                                    timestamp=(1, 0)) for m in msgs]
-    tps = sorted({(m.topic, m.partition) for m in msgs})
+    tps = sorted({TopicPartition(m.topic, m.partition) for m in msgs})
 
     def run() -> None:
         stand_in = _StandIn(raw)
         loop = ConsumerLoop(LoopSettings("bench", [], 100_000, 1e9), Offline(stand_in, 10_000), Sink(),  # type: ignore
                             None, InvalidLimit(DeadLetterConfig(0.5, 10_000)))   # type: ignore[arg-type]
-        from eventd.kafka.types import TopicPartition
-        loop.on_assigned([TopicPartition(t, p) for t, p in tps])
+        loop.on_assigned(tps)
         while stand_in.i < len(raw):
             loop._poll_once()
     return run

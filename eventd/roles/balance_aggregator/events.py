@@ -8,14 +8,13 @@ Revenue is credited to the publisher account. Money is integer micro-units throu
 
 from __future__ import annotations
 
-import struct
 from datetime import date, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from eventd.errors import InvalidEvent
 from eventd.event.binary import MAGIC, compile_projection
-from eventd.event.codec import HEADER_SIZE, Decoder, corrupt_body, trailing_bytes
+from eventd.event.codec import HEADER_SIZE, Decoder, decode_body
 from eventd.event.schemas import SchemaStore
 from eventd.event.money import MAX_MICROS
 from eventd.kafka.batch import Message
@@ -92,12 +91,7 @@ class ChargeReader:
             self._decoder.split(value)       # raises the DecodeError that says why
             raise AssertionError("a schema without a reader")   # the readers cover the store
         entry, read = found
-        try:     # decode_body's checks, written out: this runs for every event
-            (event_id, ms, cost, revenue, campaign, advertiser, publisher), end = read(value, HEADER_SIZE)
-        except (ValueError, IndexError, struct.error) as exc:
-            raise corrupt_body(entry, exc) from None
-        if end != len(value):
-            raise trailing_bytes(entry, len(value) - end)
+        event_id, ms, cost, revenue, campaign, advertiser, publisher = decode_body(entry, value, HEADER_SIZE, read)
         cost, revenue = cost or 0, revenue or 0
         if not (0 <= cost <= MAX_MICROS and 0 <= revenue <= MAX_MICROS):
             field, amount = (COST, cost) if not 0 <= cost <= MAX_MICROS else (REVENUE, revenue)

@@ -76,17 +76,12 @@ class ClickHouseSink:
             event_id = envelope_id(msg.value)
         except DecodeError:      # as in transform: an unreadable id is not remembered
             return
-        self._window(msg.tp).seen(msg.offset, event_id)
+        self._window(msg).seen(msg.offset, event_id)
 
     def transform(self, msg: Message) -> Row | None:
         """The row of ``msg``; None for a resend already seen. Raises DecodeError / InvalidEvent."""
         value = msg.value
-        # A plain (topic, partition) tuple finds the window (TopicPartition is a tuple too): no
-        # TopicPartition built per message.
-        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
-        if window is None:
-            window = self._window(msg.tp)
-        if window.seen(msg.offset, envelope_id(value)):
+        if self._window(msg).seen(msg.offset, envelope_id(value)):
             DUPLICATES.labels(self.role).inc()
             return None
         read = self._readers.get(value[2:HEADER_SIZE])
@@ -120,8 +115,10 @@ class ClickHouseSink:
             raise RetryableError(f"destination {self.name}: could not record the batch boundaries in Kafka, "
                                  f"nothing inserted: {exc}") from exc
 
-    def _window(self, tp: TopicPartition) -> RecentIds:
-        window = self._recent.get(tp)
+    def _window(self, msg: Message) -> RecentIds:
+        """The id window of ``msg``'s partition. A plain (topic, partition) tuple finds it
+        (TopicPartition is a tuple too): no TopicPartition is built per message."""
+        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
         if window is None:       # start() always runs first; this only guards against a surprise
-            window = self._recent[tp] = RecentIds(self.id_window)
+            window = self._recent[msg.tp] = RecentIds(self.id_window)
         return window

@@ -91,25 +91,23 @@ class HdfsSink:
     def warm(self, msg: Message) -> None:
         """A message before the start offset: only its id, into the duplicate window."""
         try:
-            self._window(msg.tp).seen(msg.offset, envelope_id(msg.value))
+            self._window(msg).seen(msg.offset, envelope_id(msg.value))
         except DecodeError:      # as in transform: an unreadable id is not remembered
             pass
 
     def transform(self, msg: Message) -> Record | None:
         """The record of ``msg``; None for a resend already archived. Raises DecodeError."""
-        # A plain (topic, partition) tuple finds the window: no TopicPartition built per message.
-        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
-        if window is None:
-            window = self._window(msg.tp)
-        if window.seen(msg.offset, envelope_id(msg.value)):
+        if self._window(msg).seen(msg.offset, envelope_id(msg.value)):
             DUPLICATES.labels(self.role).inc()
             return None
         return self.reader.read(msg)
 
-    def _window(self, tp: TopicPartition) -> RecentIds:
-        window = self._recent.get(tp)
+    def _window(self, msg: Message) -> RecentIds:
+        """The id window of ``msg``'s partition. A plain (topic, partition) tuple finds it
+        (TopicPartition is a tuple too): no TopicPartition is built per message."""
+        window = self._recent.get((msg.topic, msg.partition))  # type: ignore[call-overload]
         if window is None:       # start() always runs first; this only guards against a surprise
-            window = self._recent[tp] = RecentIds(self.cfg.duplicate_id_window)
+            window = self._recent[msg.tp] = RecentIds(self.cfg.duplicate_id_window)
         return window
 
     def write(self, batch: Batch[Record], loop: Loop) -> dict[TopicPartition, int]:
