@@ -253,9 +253,9 @@ def read_steps(raw: dict[str, Any], keep: frozenset[str] | None,
     """The statements (indented as a function's body) reading a record of ``raw`` from ``d`` at
     ``p`` field by field into ``f<i>`` (those in ``keep``; every field if None), and the index
     ``i`` of each field read, by name; they use ``READ_HELPERS`` and leave ``p`` after the
-    record, possibly past the end of ``d`` (the caller checks). The
-    others are stepped over; with ``verify`` they are decoded too (strings checked to be
-    UTF-8, longs to be at most 10 bytes), into ``_``."""
+    record, possibly past the end of ``d`` (the caller checks). The others are stepped over;
+    with ``verify`` they are decoded too (strings checked to be UTF-8, longs to be at most
+    10 bytes), into ``_``."""
     body, index = [], {}
     for i, (name, kind, null_index) in enumerate(fields_of(raw)):
         wanted = keep is None or name in keep

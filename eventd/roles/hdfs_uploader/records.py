@@ -48,9 +48,10 @@ class RecordReader:
     def __init__(self, store: SchemaStore, verify: bool, topic_of: Callable[[str], str]) -> None:
         self.store, self.verify, self.topic_of = store, verify, topic_of
         self._decoder = Decoder(store)
-        # Per schema, the whole record checked as the full reader does, only type and time kept.
+        # Per schema, the whole record checked as the full reader does, only type and time kept
+        # (compiled only when records are verified).
         self._checks = {fp: compile_projection(entry.raw, ("type", "time"), verify=True)
-                        for fp, entry in store.by_fingerprint.items()}
+                        for fp, entry in store.by_fingerprint.items()} if verify else {}
 
     def read(self, msg: Message) -> Record:
         entry, view = self._decoder.split(msg.value)
